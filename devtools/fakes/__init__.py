@@ -1,0 +1,1 @@
+"""Local fakes of third-party APIs, built from their documented contracts, for tests and demos."""

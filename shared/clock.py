@@ -1,0 +1,27 @@
+"""The current time, in one place so tests can move it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp (``Z`` or offset) as an aware UTC datetime; None if unusable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, to the second: the form every annotation uses."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,77 @@
+"""Keep credentials out of every log line and exception text.
+
+Two layers: every secret value the process reads or receives is registered and replaced
+wherever it appears, and patterns catch credentials the process never registered (query
+parameters such as ``client_secret=`` or an Azure SAS ``sig=``, bearer headers, JSON fields
+named like tokens, passwords in URLs).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "[REDACTED]"
+
+# Shorter values are too likely to be ordinary words or numbers to mask everywhere.
+_MIN_REGISTERED_LENGTH = 6
+
+_lock = threading.Lock()
+_registered: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+_SENSITIVE_NAME = (
+    r"[A-Za-z0-9_.\-]*(?:token|secret|password|passwd|pwd|api[_\-]?key|apikey|signature|sig|"
+    r"credential|assertion|auth|code|client[_\-]?state)[A-Za-z0-9_.\-]*"
+)
+_QUERY_PARAM = re.compile(rf"(?i)([?&;]{_SENSITIVE_NAME}=)[^&\s\"'#<>]+")
+# Whole key names only, so ``secret_id=`` or ``error code:`` stay readable.
+_SENSITIVE_KEY = (
+    r"(?:access_?token|refresh_?token|id_?token|token|client_?secret|secret|password|passwd|"
+    r"api[_\-]?key|sig|signature|client_?state|assertion|sas_?token|sas_?url)"
+)
+_KEY_VALUE = re.compile(
+    rf"(?i)(?<![A-Za-z0-9_\-])([\"']?{_SENSITIVE_KEY}[\"']?\s*[:=]\s*[\"']?)"
+    rf"(?!\[REDACTED\])[^\"'\s,&}}\]]{{4,}}"
+)
+_AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+@")
+
+
+def register(*values: str | None) -> None:
+    """Remember secret values so they are masked wherever they appear later."""
+    global _pattern
+    fresh = {v for v in values if v and len(v) >= _MIN_REGISTERED_LENGTH} - _registered
+    if not fresh:
+        return
+    with _lock:
+        _registered.update(fresh)
+        # Longest first so a value containing another is masked whole.
+        ordered = sorted(_registered, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def redact(text: str) -> str:
+    """Mask registered secrets and credential-shaped substrings in ``text``."""
+    if not text:
+        return text
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    text = _QUERY_PARAM.sub(rf"\1{MASK}", text)
+    text = _AUTH_HEADER.sub(rf"\1 {MASK}", text)
+    text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    return _KEY_VALUE.sub(rf"\1{MASK}", text)
+
+
+def safe_url(url: str) -> str:
+    """The URL without query string, fragment or user info: safe to log and to raise."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

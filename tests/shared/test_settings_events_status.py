@@ -1,0 +1,167 @@
+"""Settings, Pub/Sub event decoding and the renewal policy: pure logic, no emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from shared import clock, events, settings
+from shared.status import Backoff, CredentialStatus, decide
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def test_missing_required_variable_names_itself() -> None:
+    with pytest.raises(settings.ConfigError, match="STATE_BUCKET"):
+        settings.env_str("STATE_BUCKET", env={})
+
+
+def test_malformed_integer_names_variable() -> None:
+    with pytest.raises(settings.ConfigError, match="B24_REFRESH_MARGIN_MINUTES"):
+        settings.env_int("B24_REFRESH_MARGIN_MINUTES", 35, env={"B24_REFRESH_MARGIN_MINUTES": "x"})
+
+
+def test_integer_bounds_and_defaults() -> None:
+    assert settings.env_int("N", 35, env={}) == 35
+    assert settings.env_int("N", 35, env={"N": " 40 "}) == 40
+    with pytest.raises(settings.ConfigError, match="N must be >= 1"):
+        settings.env_int("N", 35, minimum=1, env={"N": "0"})
+
+
+def test_bool_and_json_settings() -> None:
+    assert settings.env_bool("F", False, env={"F": "true"}) is True
+    with pytest.raises(settings.ConfigError, match="F must be true or false"):
+        settings.env_bool("F", False, env={"F": "maybe"})
+    assert settings.env_json("J", [], env={"J": '[{"a": 1}]'}) == [{"a": 1}]
+    with pytest.raises(settings.ConfigError, match="J is not valid JSON"):
+        settings.env_json("J", [], env={"J": "[oops"})
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def pubsub_event(data: bytes | str | None, *, time: datetime | None = None) -> CloudEvent:
+    encoded = "" if data is None else base64.b64encode(
+        data if isinstance(data, bytes) else data.encode()
+    ).decode()
+    attributes = {
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "source": "//pubsub.googleapis.com/projects/p/topics/t",
+        "id": "42",
+    }
+    if time is not None:
+        attributes["time"] = time.isoformat()
+    return CloudEvent(attributes, {"message": {"data": encoded, "messageId": "42"}})
+
+
+@pytest.mark.parametrize("payload", [None, "", "{}", '{"force": true}'])
+def test_accepts_empty_and_json_objects(payload: str | None) -> None:
+    message = events.decode(pubsub_event(payload))
+    assert message.data == (json.loads(payload) if payload else {})
+    assert message.message_id == "42"
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xfe", "not json", "[1, 2]", '"text"'])
+def test_bad_data_is_refused(payload: bytes | str) -> None:
+    with pytest.raises(events.BadMessage):
+        events.decode(pubsub_event(payload))
+
+
+def test_receive_acknowledges_bad_and_old_messages(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(clock, "now", lambda: NOW)
+    assert events.receive(pubsub_event("nope"), max_age=timedelta(minutes=30)) is None
+    old = pubsub_event("{}", time=NOW - timedelta(minutes=31))
+    assert events.receive(old, max_age=timedelta(minutes=30)) is None
+    assert "dropping message 42" in caplog.text
+    fresh = pubsub_event("{}", time=NOW - timedelta(minutes=29))
+    received = events.receive(fresh, max_age=timedelta(minutes=30))
+    assert received is not None and received.published_at == NOW - timedelta(minutes=29)
+
+
+def test_event_without_message_is_bad() -> None:
+    event = CloudEvent({"type": "x", "source": "y"}, {"nothing": True})
+    with pytest.raises(events.BadMessage, match="no Pub/Sub message"):
+        events.decode(event)
+
+
+# --- renewal policy --------------------------------------------------------------------
+
+MARGIN = timedelta(minutes=35)
+
+
+def status(**kwargs: object) -> CredentialStatus:
+    return CredentialStatus(**kwargs)  # type: ignore[arg-type]
+
+
+def test_fresh_token_is_left_alone() -> None:
+    s = status(state="ok", expires_at=NOW + timedelta(minutes=50), refresh_token_version=3)
+    assert decide(s, now=NOW, margin=MARGIN, refresh_token_version=3) .refresh is False
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "reason"),
+    [(timedelta(minutes=20), "expires within margin"), (timedelta(minutes=-5), "expired")],
+)
+def test_due_or_expired_token_is_refreshed(expires_in: timedelta, reason: str) -> None:
+    s = status(state="ok", expires_at=NOW + expires_in, refresh_token_version=3)
+    decision = decide(s, now=NOW, margin=MARGIN, refresh_token_version=3)
+    assert decision.refresh and decision.reason == reason
+
+
+def test_unknown_expiry_is_refreshed() -> None:
+    assert decide(status(), now=NOW, margin=MARGIN, refresh_token_version=1).refresh
+
+
+def test_new_refresh_token_version_forces_refresh() -> None:
+    s = status(state="ok", expires_at=NOW + timedelta(hours=1), refresh_token_version=3)
+    decision = decide(s, now=NOW, margin=MARGIN, refresh_token_version=4)
+    assert decision.refresh and decision.reason == "refresh token changed"
+
+
+def test_needs_reauth_waits_for_a_new_refresh_token() -> None:
+    s = status(state="needs-reauth", refresh_token_version=3)
+    assert not decide(s, now=NOW, margin=MARGIN, refresh_token_version=3, force=True).refresh
+    assert decide(s, now=NOW, margin=MARGIN, refresh_token_version=4).refresh
+
+
+def test_force_is_satisfied_by_a_refresh_after_the_request() -> None:
+    s = status(state="ok", expires_at=NOW + timedelta(hours=1), refreshed_at=NOW)
+    later = decide(s, now=NOW, margin=MARGIN, refresh_token_version=None, force=True,
+                   requested_at=NOW - timedelta(seconds=1))
+    assert not later.refresh
+    earlier = decide(s, now=NOW, margin=MARGIN, refresh_token_version=None, force=True,
+                     requested_at=NOW + timedelta(seconds=1))
+    assert earlier.refresh
+
+
+def test_backoff_delays_double_up_to_the_cap() -> None:
+    backoff = Backoff(first=timedelta(minutes=5), cap=timedelta(hours=1))
+    assert [backoff.delay(n) for n in (1, 2, 3, 4, 5, 9)] == [
+        timedelta(minutes=m) for m in (5, 10, 20, 40, 60, 60)
+    ]
+    s = status(state="ok", expires_at=NOW).failed_transiently(now=NOW, error="x", backoff=backoff)
+    assert s.state == "backoff" and s.next_attempt_at == NOW + timedelta(minutes=5)
+    assert not decide(s, now=NOW + timedelta(minutes=4), margin=MARGIN, refresh_token_version=None).refresh
+    assert decide(s, now=NOW + timedelta(minutes=5), margin=MARGIN, refresh_token_version=None).refresh
+
+
+def test_annotations_round_trip() -> None:
+    s = CredentialStatus(
+        state="needs-reauth",
+        expires_at=NOW,
+        refreshed_at=NOW - timedelta(hours=1),
+        last_error="invalid_grant",
+        last_error_at=NOW,
+        failure_count=2,
+        refresh_token_version=7,
+    )
+    annotations = {k: v for k, v in s.to_annotations().items() if v is not None}
+    assert annotations["expires-at"] == "2026-11-22T12:00:00Z"
+    assert CredentialStatus.from_annotations(annotations) == s
