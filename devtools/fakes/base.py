@@ -62,6 +62,16 @@ class Fault:
 
 Handler = Callable[[Request], Response]
 
+# Every credential a fake issued or accepted in this process. The test suite's leak scan
+# fails if any of them shows up in a log line or captured output.
+ISSUED_SECRETS: set[str] = set()
+
+
+def issued(value: str) -> str:
+    """Record ``value`` as a credential (see ISSUED_SECRETS) and return it."""
+    ISSUED_SECRETS.add(value)
+    return value
+
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True

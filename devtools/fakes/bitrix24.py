@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from devtools.fakes.base import FakeServer, Request, Response
+from devtools.fakes.base import FakeServer, Request, Response, issued
 
 TOKEN_ROUTE = "/oauth/token/"
 
@@ -39,7 +39,7 @@ class Bitrix24Fake(FakeServer):
     ) -> None:
         super().__init__(host, port)
         self.client_id = client_id
-        self.client_secret = client_secret or secrets.token_urlsafe(24)
+        self.client_secret = issued(client_secret or secrets.token_urlsafe(24))
         self.expires_in = expires_in
         self.mode: str | None = None  # None | "invalid_client" | "PAYMENT_REQUIRED"
         self.grants: dict[str, _Grant] = {}
@@ -51,7 +51,7 @@ class Bitrix24Fake(FakeServer):
 
     def new_refresh_token(self) -> str:
         """A refresh token as an installation of the app would receive it."""
-        token = secrets.token_hex(35)
+        token = issued(secrets.token_hex(35))
         with self.lock:
             self.grants[token] = _Grant()
         return token
@@ -81,8 +81,8 @@ class Bitrix24Fake(FakeServer):
                 # Spending a refresh token also ends the access token issued with it.
                 self.live_access_tokens.discard(grant.access_token)
             self.refreshes += 1
-            access_token = secrets.token_hex(35)
-            refresh_token = secrets.token_hex(35)
+            access_token = issued(secrets.token_hex(35))
+            refresh_token = issued(secrets.token_hex(35))
             self.grants[refresh_token] = _Grant(access_token=access_token)
             self.live_access_tokens.add(access_token)
         return Response(
