@@ -3,58 +3,17 @@ and the environment the function needs to use them."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cloudevents.conversion import to_structured
-from cloudevents.http import CloudEvent
+from b24_support import B24
 
 from devtools import gcp
 from devtools.fakes.bitrix24 import Bitrix24Fake
 from shared.secrets import SecretStore
-from shared.status import CredentialStatus
-
-SOURCE = "functions/b24_token_refresh/main.py"
-
-
-@dataclass
-class B24:
-    fake: Bitrix24Fake
-    store: SecretStore
-    env: dict[str, str]
-    secrets: dict[str, str] = field(default_factory=dict)
-    initial_refresh_token: str = ""
-
-    @property
-    def access_secret(self) -> str:
-        return self.secrets["access_token"]
-
-    @property
-    def refresh_secret(self) -> str:
-        return self.secrets["refresh_token"]
-
-    def status(self) -> CredentialStatus:
-        return CredentialStatus.from_annotations(self.store.info(self.access_secret).annotations)
-
-    def live_versions(self, secret: str) -> list[int]:
-        from google.cloud import secretmanager
-
-        versions = self.store.client.list_secret_versions(
-            request={"parent": self.store.path(secret)}
-        )
-        live = secretmanager.SecretVersion.State.ENABLED
-        return sorted(int(v.name.rsplit("/", 1)[-1]) for v in versions if v.state == live)
-
-    def apply_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for key, value in self.env.items():
-            monkeypatch.setenv(key, value)
 
 
 @pytest.fixture
@@ -88,29 +47,3 @@ def b24(stack: Any) -> Iterator[B24]:
             "LOCK_WAIT_SECONDS": "60",
         }
         yield B24(fake, store, env, secrets, refresh_token)
-
-
-def pubsub_cloud_event(data: dict[str, Any] | str | None, *, time: datetime | None = None) -> CloudEvent:
-    """A CloudEvent as Eventarc delivers a Pub/Sub message to the function."""
-    raw = data if isinstance(data, str) else json.dumps(data) if data is not None else ""
-    published = (time or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-    return CloudEvent(
-        {
-            "type": "google.cloud.pubsub.topic.v1.messagePublished",
-            "source": "//pubsub.googleapis.com/projects/local-project/topics/b24-token-refresh-trigger",
-            "id": uuid.uuid4().hex,
-            "time": published,
-        },
-        {
-            "message": {
-                "data": base64.b64encode(raw.encode()).decode(),
-                "messageId": uuid.uuid4().hex,
-                "publishTime": published,
-            }
-        },
-    )
-
-
-def post_event(client: Any, event: CloudEvent) -> Any:
-    headers, body = to_structured(event)
-    return client.post("/", headers=headers, data=body)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import B24
+from b24_support import B24
 
 from devtools import gcp
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import functions_framework
 import pytest
-from conftest import SOURCE, B24, post_event, pubsub_cloud_event
+from b24_support import B24, SOURCE, post_event, pubsub_cloud_event
 
 from devtools.fakes.bitrix24 import TOKEN_ROUTE
 from shared import clock
@@ -23,7 +23,9 @@ def client(b24: B24, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def deliver(client: Any, data: Any = None, **kwargs: Any) -> int:
-    return int(post_event(client, pubsub_cloud_event({} if data is None else data, **kwargs)).status_code)
+    return int(
+        post_event(client, pubsub_cloud_event({} if data is None else data, **kwargs)).status_code
+    )
 
 
 def summaries(out: str) -> list[dict[str, Any]]:
@@ -44,7 +46,9 @@ def test_first_run_refreshes_and_stores_both_tokens(b24: B24, client, capsys) ->
     assert status.refresh_token_version == refresh.version
     assert status.expires_at is not None
     assert timedelta(minutes=59) < status.expires_at - clock.now() <= timedelta(minutes=60)
-    assert status.refreshed_at is not None and clock.now() - status.refreshed_at < timedelta(minutes=1)
+    assert status.refreshed_at is not None and clock.now() - status.refreshed_at < timedelta(
+        minutes=1
+    )
     (summary,) = summaries(capsys.readouterr().out)
     assert summary["result"] == "refreshed" and summary["reason"] == "expiry unknown"
     assert summary["logging.googleapis.com/labels"]["function"] == "b24_token_refresh"
@@ -76,7 +80,9 @@ def test_force_refreshes_now_and_old_versions_are_destroyed(b24: B24, client) ->
 
 
 @pytest.mark.parametrize("mode", ["invalid_client", "PAYMENT_REQUIRED"])
-def test_terminal_error_marks_needs_reauth_and_stops_calling(b24: B24, client, capsys, mode) -> None:
+def test_terminal_error_marks_needs_reauth_and_stops_calling(
+    b24: B24, client, capsys, mode
+) -> None:
     b24.fake.mode = mode
     assert deliver(client) == 200  # acknowledged: retrying cannot help
     status = b24.status()
@@ -166,4 +172,6 @@ def test_unstorable_rotated_token_fails_loudly(b24: B24, monkeypatch, capsys) ->
     assert status.state == "needs-reauth"
     assert "could not be stored" in (status.last_error or "")
     out = capsys.readouterr().out
-    assert any('"severity": "ERROR"' in line and "Re-authorise" in line for line in out.splitlines())
+    assert any(
+        '"severity": "ERROR"' in line and "Re-authorise" in line for line in out.splitlines()
+    )

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from google.api_core import exceptions as gexc
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 
 from devtools import gcp
 from shared import clock, redact
