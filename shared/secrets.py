@@ -114,7 +114,7 @@ class SecretStore:
             return None
 
     def latest_version(self, secret_id: str) -> int | None:
-        """Number of the newest enabled version, without reading its data."""
+        """Number of the newest version (what `latest` resolves to), without reading its data."""
         try:
             version = self.client.get_secret_version(
                 request={"name": f"{self.path(secret_id)}/versions/latest"}
