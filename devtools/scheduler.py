@@ -30,6 +30,16 @@ JOBS: dict[str, Job] = {
     job.name: job
     for job in [
         Job("b24-token-refresh-job", "b24-token-refresh-trigger", b"{}", "*/30 * * * *"),
+        Job("hubspot-token-refresh-job", "hubspot-token-refresh-trigger", b"{}", "*/15 * * * *"),
+        Job(
+            "graph-webhook-renew-job",
+            "graph-webhook-renew-trigger",
+            b"{}",
+            "0 9 * * *",
+            "Europe/Paris",
+        ),
+        Job("cegid-transfer-job", "cegid-transfer-trigger", b"{}", "0 * * * *"),
+        Job("universign-poll-job", "universign-poll-trigger", b"{}", "*/5 * * * *", "Europe/Paris"),
     ]
 }
 

@@ -40,7 +40,8 @@ def sleeps() -> list[float]:
 @pytest.fixture
 def client(sleeps: list[float]) -> HttpClient:
     return HttpClient(
-        timeout=0.3, retry=RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05),
+        timeout=0.3,
+        retry=RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05),
         sleep=sleeps.append,
     )
 
@@ -54,8 +55,9 @@ def test_transient_statuses_are_retried_until_success(server, client, sleeps) ->
 
 
 def test_retry_after_is_honoured_and_capped(server, sleeps) -> None:
-    client = HttpClient(retry=RetryPolicy(attempts=3, base_delay=0.01, max_retry_after=5),
-                        sleep=sleeps.append)
+    client = HttpClient(
+        retry=RetryPolicy(attempts=3, base_delay=0.01, max_retry_after=5), sleep=sleeps.append
+    )
     server.inject("/token", 429, count=1, headers={"Retry-After": "3"})
     server.inject("/token", 429, count=1, headers={"Retry-After": "600"})
     assert client.request("GET", f"{server.url}/token").status_code == 200
@@ -93,8 +95,9 @@ def test_connection_errors_are_transient(client) -> None:
 
 
 def test_deadline_stops_retrying(server, sleeps) -> None:
-    client = HttpClient(retry=RetryPolicy(attempts=10, base_delay=5), sleep=sleeps.append,
-                        clock=lambda: 100.0)
+    client = HttpClient(
+        retry=RetryPolicy(attempts=10, base_delay=5), sleep=sleeps.append, clock=lambda: 100.0
+    )
     server.inject("/token", 500, count=10)
     with pytest.raises(TransientError):
         client.request("GET", f"{server.url}/token", deadline=101.0)

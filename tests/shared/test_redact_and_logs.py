@@ -25,7 +25,10 @@ def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     [
         ("GET https://h/oauth/token/?client_id=app&client_secret=s3cr3tvalue&x=1", "s3cr3tvalue"),
         ("https://h/token?refresh_token=rt-123456&grant_type=refresh_token", "rt-123456"),
-        ("blob https://a.blob.core.windows.net/c?sv=2024&sp=rdl&sig=AbCd%2Bef%3D&se=x", "AbCd%2Bef%3D"),
+        (
+            "blob https://a.blob.core.windows.net/c?sv=2024&sp=rdl&sig=AbCd%2Bef%3D&se=x",
+            "AbCd%2Bef%3D",
+        ),
         ('{"access_token": "at-abcdef123", "expires_in": 1800}', "at-abcdef123"),
         ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig", "eyJhbGciOiJIUzI1NiJ9"),
         ("https://user:hunter2pass@host/path", "hunter2pass"),
@@ -77,7 +80,9 @@ def test_secrets_are_redacted_in_args_fields_and_exceptions(logger: logging.Logg
         raise ValueError("provider echoed tok-registered-987654 and ?client_secret=qwerty123")
     except ValueError:
         logger.exception(
-            "failed with %s", "tok-registered-987654", extra=logs.fields(detail="tok-registered-987654")
+            "failed with %s",
+            "tok-registered-987654",
+            extra=logs.fields(detail="tok-registered-987654"),
         )
     out = capsys.readouterr().out
     assert "tok-registered-987654" not in out

@@ -93,7 +93,9 @@ def test_with_retry_outlasts_an_outage(stack, store: SecretStore, secret_id: str
     admin = os.environ["SECRET_MANAGER_EMULATOR_ADMIN"]
     fault = {"method": "AddSecretVersion", "code": "UNAVAILABLE", "count": 3, "secret": secret_id}
     request = urllib.request.Request(
-        f"{admin}/faults", data=json.dumps(fault).encode(), method="POST",
+        f"{admin}/faults",
+        data=json.dumps(fault).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     urllib.request.urlopen(request).close()
@@ -101,7 +103,10 @@ def test_with_retry_outlasts_an_outage(stack, store: SecretStore, secret_id: str
 
     version = with_retry(
         lambda: store.add_version(secret_id, "must-not-be-lost"),
-        deadline=time.monotonic() + 30, what="test", base_delay=0.01, sleep=lambda s: None,
+        deadline=time.monotonic() + 30,
+        what="test",
+        base_delay=0.01,
+        sleep=lambda s: None,
     )
     assert store.read(secret_id).value == "must-not-be-lost"
     assert version == store.latest_version(secret_id)

@@ -48,9 +48,11 @@ def test_bool_and_json_settings() -> None:
 
 
 def pubsub_event(data: bytes | str | None, *, time: datetime | None = None) -> CloudEvent:
-    encoded = "" if data is None else base64.b64encode(
-        data if isinstance(data, bytes) else data.encode()
-    ).decode()
+    encoded = (
+        ""
+        if data is None
+        else base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
+    )
     attributes = {
         "type": "google.cloud.pubsub.topic.v1.messagePublished",
         "source": "//pubsub.googleapis.com/projects/p/topics/t",
@@ -102,7 +104,7 @@ def status(**kwargs: object) -> CredentialStatus:
 
 def test_fresh_token_is_left_alone() -> None:
     s = status(state="ok", expires_at=NOW + timedelta(minutes=50), refresh_token_version=3)
-    assert decide(s, now=NOW, margin=MARGIN, refresh_token_version=3) .refresh is False
+    assert decide(s, now=NOW, margin=MARGIN, refresh_token_version=3).refresh is False
 
 
 @pytest.mark.parametrize(
@@ -133,11 +135,23 @@ def test_needs_reauth_waits_for_a_new_refresh_token() -> None:
 
 def test_force_is_satisfied_by_a_refresh_after_the_request() -> None:
     s = status(state="ok", expires_at=NOW + timedelta(hours=1), refreshed_at=NOW)
-    later = decide(s, now=NOW, margin=MARGIN, refresh_token_version=None, force=True,
-                   requested_at=NOW - timedelta(seconds=1))
+    later = decide(
+        s,
+        now=NOW,
+        margin=MARGIN,
+        refresh_token_version=None,
+        force=True,
+        requested_at=NOW - timedelta(seconds=1),
+    )
     assert not later.refresh
-    earlier = decide(s, now=NOW, margin=MARGIN, refresh_token_version=None, force=True,
-                     requested_at=NOW + timedelta(seconds=1))
+    earlier = decide(
+        s,
+        now=NOW,
+        margin=MARGIN,
+        refresh_token_version=None,
+        force=True,
+        requested_at=NOW + timedelta(seconds=1),
+    )
     assert earlier.refresh
 
 
@@ -148,8 +162,12 @@ def test_backoff_delays_double_up_to_the_cap() -> None:
     ]
     s = status(state="ok", expires_at=NOW).failed_transiently(now=NOW, error="x", backoff=backoff)
     assert s.state == "backoff" and s.next_attempt_at == NOW + timedelta(minutes=5)
-    assert not decide(s, now=NOW + timedelta(minutes=4), margin=MARGIN, refresh_token_version=None).refresh
-    assert decide(s, now=NOW + timedelta(minutes=5), margin=MARGIN, refresh_token_version=None).refresh
+    assert not decide(
+        s, now=NOW + timedelta(minutes=4), margin=MARGIN, refresh_token_version=None
+    ).refresh
+    assert decide(
+        s, now=NOW + timedelta(minutes=5), margin=MARGIN, refresh_token_version=None
+    ).refresh
 
 
 def test_annotations_round_trip() -> None:

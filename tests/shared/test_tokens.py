@@ -32,14 +32,18 @@ def test_cached_until_shortly_before_expiry(secret, monkeypatch) -> None:
     store, secret_id = secret
     now = clock.now()
     store.add_version(secret_id, "token-one-000001")
-    store.update_annotations(secret_id, {"expires-at": clock.format_time(now + timedelta(minutes=30))})
+    store.update_annotations(
+        secret_id, {"expires-at": clock.format_time(now + timedelta(minutes=30))}
+    )
     reader = AccessTokenReader(secret_id, store=store, skew=timedelta(minutes=2))
     monkeypatch.setattr(clock, "now", lambda: now)
 
     assert reader.get() == "token-one-000001"
     before = access_calls()
     store.add_version(secret_id, "token-two-000002")
-    store.update_annotations(secret_id, {"expires-at": clock.format_time(now + timedelta(minutes=90))})
+    store.update_annotations(
+        secret_id, {"expires-at": clock.format_time(now + timedelta(minutes=90))}
+    )
     monkeypatch.setattr(clock, "now", lambda: now + timedelta(minutes=27))
     assert reader.get() == "token-one-000001"  # still inside its validity: no read
     assert access_calls() == before

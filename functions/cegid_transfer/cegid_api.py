@@ -1,0 +1,312 @@
+"""The Cegid Data Access (CDA) API: access token, container SAS, provider discovery, schedulers.
+
+No official documentation of this API is public. Every path below comes from third-party
+scripts that used it, so the base URL and each path are settings (``CEGID_*_PATH``), and the
+provider discovery in particular is a best guess [U]: verify against a real tenant.
+
+- Token: ``GET {base}{token_path}?api-key-Id=<key id>`` with headers ``api-key-secret``,
+  ``x-tenantId`` and ``Ocp-Apim-Subscription-Key``; answers ``{"accessToken", "expireIn"}``.
+- SAS: ``GET {base}{sas_path}`` with ``Authorization: Bearer``, ``x-tenantId`` and the
+  subscription key; answers ``{blobServiceUri, containerName, sasToken}``. The LRD path gives
+  read/list/delete, the LR path read/list only.
+- Schedulers: ``GET {base}/query/api/V1/schedulers/tenant/provider/{providerId}`` lists them;
+  ``PUT {base}/query/api/V1/schedulers`` takes the whole scheduler object back. Error bodies
+  carry ``errorMessage``.
+
+Used by the function (token + SAS, force messages) and by ``python -m cli cegid``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from shared import clock
+from shared.errors import ProviderError, TerminalError, TransientError
+from shared.http import RETRYABLE_STATUSES, HttpClient
+from shared.redact import redact, register
+from shared.settings import env_str
+
+# A scheduler's next run is written the way the API returns it: milliseconds and a Z.
+NEXT_EXECUTION_FORMAT = "%Y-%m-%dT%H:%M:%S.000Z"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    base_url: str
+    tenant_id: str
+    token_path: str
+    sas_path: str
+    discovery_path: str
+    schedulers_path: str
+    scheduler_update_path: str
+    provider_id: str
+    key_id_secret: str
+    key_secret_secret: str
+    subscription_key_secret: str
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        return cls(
+            # The 2021 scripts used this host; the current APIM host is unconfirmed [U].
+            base_url=env_str("CEGID_API_URL", "https://cda.cegid.cloud").rstrip("/"),
+            tenant_id=env_str("CEGID_TENANT_ID", ""),
+            token_path=env_str("CEGID_TOKEN_PATH", "/tokenprovider/Token"),
+            sas_path=env_str("CEGID_SAS_PATH", "/storage/api/V1/storages/GetSASTokenLRD"),
+            # [U] no documented way to list providers: the datasources endpoint is asked with
+            # the tenant id in place of a provider id, and every providerId it returns is kept.
+            discovery_path=env_str(
+                "CEGID_DISCOVERY_PATH", "/datasource/api/V2/datasources/tenant/{tenantId}"
+            ),
+            schedulers_path=env_str(
+                "CEGID_SCHEDULERS_PATH", "/query/api/V1/schedulers/tenant/provider/{providerId}"
+            ),
+            scheduler_update_path=env_str(
+                "CEGID_SCHEDULER_UPDATE_PATH", "/query/api/V1/schedulers"
+            ),
+            provider_id=env_str("CEGID_PROVIDER_ID", ""),
+            key_id_secret=env_str("CEGID_API_KEY_ID_SECRET", "cegid-api-key-id"),
+            key_secret_secret=env_str("CEGID_API_KEY_SECRET_SECRET", "cegid-api-key-secret"),
+            subscription_key_secret=env_str(
+                "CEGID_SUBSCRIPTION_KEY_SECRET", "cegid-subscription-key"
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key_id: str
+    api_key_secret: str
+    subscription_key: str
+
+
+def read_credentials(store: Any, settings: ApiSettings) -> Credentials:
+    """The three API secrets (``store`` is a shared.secrets.SecretStore; reads are redacted)."""
+    return Credentials(
+        api_key_id=store.read(settings.key_id_secret).value,
+        api_key_secret=store.read(settings.key_secret_secret).value,
+        subscription_key=store.read(settings.subscription_key_secret).value,
+    )
+
+
+def _error(response: requests.Response, where: str) -> ProviderError:
+    """A failed API answer: 401/403/404 need a person (wrong key, tenant or path); 5xx and 429
+    are worth retrying. ``errorMessage`` is quoted after redaction."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = ""
+    if isinstance(body, dict):
+        detail = str(body.get("errorMessage") or body.get("message") or "")[:200]
+    message = f"{where}: HTTP {response.status_code}"
+    if detail:
+        message += f" ({redact(detail)})"
+    code = f"http_{response.status_code}"
+    if response.status_code in RETRYABLE_STATUSES or response.status_code in (408, 409):
+        return TransientError(message, code=code, status=response.status_code)
+    return TerminalError(message, code=code, status=response.status_code)
+
+
+def _json(response: requests.Response, where: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise TransientError(f"{where}: answer is not JSON", code="malformed_response") from None
+
+
+class CegidApi:
+    def __init__(self, settings: ApiSettings, credentials: Credentials, http: HttpClient) -> None:
+        if not settings.tenant_id:
+            raise TerminalError(
+                "CEGID_TENANT_ID (the Cegid customer account number) is not set",
+                code="missing_tenant",
+            )
+        self.settings = settings
+        self.credentials = credentials
+        self.http = http
+        self._token: str | None = None
+
+    def _url(self, path: str, **values: str) -> str:
+        for key, value in values.items():
+            path = path.replace("{" + key + "}", quote(value, safe=""))
+        return self.settings.base_url + path
+
+    def _headers(self, *, bearer: bool = True) -> dict[str, str]:
+        headers = {
+            "x-tenantId": self.settings.tenant_id,
+            "Ocp-Apim-Subscription-Key": self.credentials.subscription_key,
+            "Accept": "application/json",
+        }
+        if bearer:
+            headers["Authorization"] = f"Bearer {self.access_token()}"
+        return headers
+
+    def access_token(self) -> str:
+        """One token per instance of this class; it lives an hour, a run lasts minutes."""
+        if self._token is None:
+            where = "Cegid token provider"
+            headers = self._headers(bearer=False)
+            headers["api-key-secret"] = self.credentials.api_key_secret
+            response = self.http.request(
+                "GET",
+                self._url(self.settings.token_path),
+                params={"api-key-Id": self.credentials.api_key_id},
+                headers=headers,
+            )
+            if response.status_code != 200:
+                raise _error(response, where)
+            body = _json(response, where)
+            token = body.get("accessToken") if isinstance(body, dict) else None
+            if not isinstance(token, str) or not token:
+                raise TerminalError(f"{where}: answer has no accessToken", code="malformed")
+            register(token)
+            self._token = token
+        return self._token
+
+    def container_sas_url(self) -> str:
+        """The container URL with its SAS: ``blobServiceUri`` + ``containerName`` + ``sasToken``.
+        Registered for redaction before it is returned; never log it."""
+        where = "Cegid SAS endpoint"
+        response = self.http.request(
+            "GET", self._url(self.settings.sas_path), headers=self._headers()
+        )
+        if response.status_code != 200:
+            raise _error(response, where)
+        body = _json(response, where)
+        if not isinstance(body, dict):
+            raise TerminalError(f"{where}: answer is not an object", code="malformed")
+        service = body.get("blobServiceUri")
+        container = body.get("containerName")
+        sas = body.get("sasToken")
+        if not all(isinstance(v, str) and v for v in (service, container, sas)):
+            raise TerminalError(
+                f"{where}: answer lacks blobServiceUri, containerName or sasToken",
+                code="malformed",
+            )
+        assert isinstance(service, str) and isinstance(container, str) and isinstance(sas, str)
+        register(sas, sas.lstrip("?"))
+        url = service.rstrip("/") + "/" + container.strip("/") + "?" + sas.lstrip("?")
+        register(url)
+        return url
+
+    # -- scheduled queries -------------------------------------------------------------------
+
+    def discover_providers(self) -> list[dict[str, str]]:
+        """Distinct ``providerId`` values seen in the tenant's data sources, with a label."""
+        where = "Cegid data sources"
+        url = self._url(self.settings.discovery_path, tenantId=self.settings.tenant_id)
+        response = self.http.request("GET", url, headers=self._headers())
+        if response.status_code != 200:
+            raise _error(response, where)
+        body = _json(response, where)
+        items = body.get("data") if isinstance(body, dict) else body
+        found: dict[str, dict[str, str]] = {}
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("providerId"), str):
+                pid = item["providerId"]
+                label = str(item.get("providerName") or item.get("displayPath") or "")
+                entry = found.setdefault(pid, {"providerId": pid, "label": label, "sources": "0"})
+                entry["sources"] = str(int(entry["sources"]) + 1)
+        return list(found.values())
+
+    def _provider(self) -> str:
+        if not self.settings.provider_id:
+            raise TerminalError(
+                "CEGID_PROVIDER_ID is not set; run `python -m cli cegid discover` to find it",
+                code="missing_provider",
+            )
+        return self.settings.provider_id
+
+    def schedulers(self) -> list[dict[str, Any]]:
+        where = "Cegid schedulers"
+        url = self._url(self.settings.schedulers_path, providerId=self._provider())
+        response = self.http.request("GET", url, headers=self._headers())
+        if response.status_code != 200:
+            raise _error(response, where)
+        body = _json(response, where)
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            body = body["data"]
+        if not isinstance(body, list):
+            raise TerminalError(f"{where}: answer is not a list", code="malformed")
+        return [s for s in body if isinstance(s, dict)]
+
+    def update_scheduler(self, scheduler: dict[str, Any]) -> None:
+        where = "Cegid scheduler update"
+        response = self.http.request(
+            "PUT",
+            self._url(self.settings.scheduler_update_path),
+            json=scheduler,
+            headers=self._headers(),
+        )
+        if response.status_code not in (200, 201, 204):
+            raise _error(response, where)
+
+
+# -- forcing a scheduled query -------------------------------------------------------------
+
+
+class BadForceRequest(ValueError):
+    """A force request that can never succeed (bad time)."""
+
+
+def parse_hhmm(value: str) -> time:
+    try:
+        hours, minutes = value.strip().split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise BadForceRequest(f"time must be HH:MM (UTC), got {value!r}") from None
+
+
+def force_time(at: str | None, default: str | None, now: datetime | None = None) -> datetime:
+    """When to run: ``at`` (HH:MM UTC), else ``default`` (CEGID_FORCE_TIME), else now + 15
+    minutes. An HH:MM already past today means tomorrow, so the run is always in the future."""
+    now = now or clock.now()
+    chosen = at or default
+    if not chosen:
+        return (now + timedelta(minutes=15)).replace(second=0, microsecond=0)
+    when = datetime.combine(now.date(), parse_hhmm(chosen), tzinfo=now.tzinfo)
+    return when if when > now else when + timedelta(days=1)
+
+
+def scheduler_name(scheduler: dict[str, Any]) -> str:
+    query = scheduler.get("query")
+    name = query.get("name") if isinstance(query, dict) else None
+    return str(name if name is not None else scheduler.get("name") or scheduler.get("id") or "")
+
+
+def matching(schedulers: list[dict[str, Any]], name_part: str | None) -> list[dict[str, Any]]:
+    if not name_part:
+        return schedulers
+    wanted = name_part.casefold()
+    return [s for s in schedulers if wanted in scheduler_name(s).casefold()]
+
+
+def forced(scheduler: dict[str, Any], when: datetime) -> dict[str, Any]:
+    """The scheduler object unchanged but for ``nextExecution`` (the cron stays as it is)."""
+    updated = copy.deepcopy(scheduler)
+    updated["nextExecution"] = when.strftime(NEXT_EXECUTION_FORMAT)
+    return updated
+
+
+def force(
+    api: CegidApi, name_part: str | None, when: datetime
+) -> tuple[list[str], list[tuple[str, ProviderError]]]:
+    """Move ``nextExecution`` of every matching scheduler to ``when``; returns the names done
+    and the (name, error) pairs that failed. One failure does not stop the others."""
+    done: list[str] = []
+    failed: list[tuple[str, ProviderError]] = []
+    for scheduler in matching(api.schedulers(), name_part):
+        name = scheduler_name(scheduler)
+        try:
+            api.update_scheduler(forced(scheduler, when))
+        except ProviderError as error:
+            failed.append((name, error))
+        else:
+            done.append(name)
+    return done, failed

@@ -1,0 +1,168 @@
+# Microsoft Graph change notifications, two functions from one folder:
+#   Cloud Scheduler -> graph-webhook-renew-trigger -> graph_webhook_renew -> Graph subscriptions
+#   Graph -> graph_webhook_notify (public HTTPS) -> graph-notifications (downstream apps)
+#                                                -> graph-webhook-renew-trigger (lifecycle events)
+# The secrets are created empty; their values are added out of band (deploy.sh asks for them).
+
+locals {
+  graph_secrets = {
+    tenant_id     = "graph-tenant-id"
+    client_id     = "graph-client-id"
+    client_secret = "graph-client-secret"
+    client_state  = "graph-webhook-client-state"
+  }
+  # The reconciler reads all four; the notify function only the clientState.
+  graph_renew_secrets  = ["tenant_id", "client_id", "client_secret", "client_state"]
+  graph_notify_secrets = ["client_state"]
+}
+
+resource "google_secret_manager_secret" "graph" {
+  for_each  = local.graph_secrets
+  secret_id = each.value
+  labels    = { integration = "graph" }
+
+  replication {
+    auto {}
+  }
+}
+
+resource "google_pubsub_topic" "graph_renew_trigger" {
+  #checkov:skip=CKV_GCP_83:Messages are bare run triggers ({} or subscription ids to reauthorise) with no data worth a customer-managed key.
+  name                       = "graph-webhook-renew-trigger"
+  message_retention_duration = "86400s"
+}
+
+resource "google_pubsub_topic" "graph_notifications" {
+  #checkov:skip=CKV_GCP_83:Change notifications carry ids only (no resource data); a customer-managed key can be added by the integrator.
+  name                       = "graph-notifications"
+  message_retention_duration = var.graph_notifications_retention
+}
+
+resource "google_cloud_scheduler_job" "graph_renew" {
+  name        = "graph-webhook-renew-job"
+  description = "Reconcile Microsoft Graph webhook subscriptions (create, renew, recreate)"
+  region      = var.region
+  schedule    = var.graph_schedule
+  time_zone   = var.graph_time_zone
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.graph_renew_trigger.id
+    data       = base64encode("{}")
+  }
+}
+
+# --- identities ------------------------------------------------------------------------
+
+resource "google_service_account" "graph_renew" {
+  account_id   = "graph-webhook-renew"
+  display_name = "graph_webhook_renew function"
+}
+
+resource "google_service_account" "graph_notify" {
+  account_id   = "graph-webhook-notify"
+  display_name = "graph_webhook_notify function"
+}
+
+resource "google_secret_manager_secret_iam_member" "graph_renew_read" {
+  for_each  = toset(local.graph_renew_secrets)
+  secret_id = google_secret_manager_secret.graph[each.key].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.graph_renew.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "graph_notify_read" {
+  for_each  = toset(local.graph_notify_secrets)
+  secret_id = google_secret_manager_secret.graph[each.key].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.graph_notify.email}"
+}
+
+# The notify function publishes notifications for downstream apps and, on lifecycle events,
+# a run request for the reconciler. It holds no Graph credentials at all.
+resource "google_pubsub_topic_iam_member" "graph_notify_publish" {
+  for_each = {
+    notifications = google_pubsub_topic.graph_notifications.id
+    renew_trigger = google_pubsub_topic.graph_renew_trigger.id
+  }
+  topic  = each.value
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.graph_notify.email}"
+}
+
+# --- functions -------------------------------------------------------------------------
+
+module "graph_webhook_notify" {
+  #checkov:skip=CKV_GCP_102:Microsoft Graph delivers notifications without credentials; every request is checked by its clientState instead.
+  source = "./modules/function"
+
+  project               = var.project_id
+  region                = var.region
+  name                  = "graph-webhook-notify"
+  description           = "Receives Microsoft Graph change and lifecycle notifications"
+  entry_point           = "graph_webhook_notify"
+  source_dir            = "${local.functions_dir}/graph_webhook_renew"
+  shared_dir            = local.shared_dir
+  source_bucket         = google_storage_bucket.sources.name
+  service_account_email = google_service_account.graph_notify.email
+  trigger_topic         = null
+  public                = true # Graph posts from the internet and cannot authenticate
+  max_instances         = var.graph_notify_max_instances
+  timeout_seconds       = 30 # Graph waits 3 s for an answer; longer is never useful
+  memory                = "256M"
+  labels                = var.labels
+
+  environment = {
+    GOOGLE_CLOUD_PROJECT          = var.project_id
+    GRAPH_CLIENT_STATE_SECRET     = google_secret_manager_secret.graph["client_state"].secret_id
+    GRAPH_NOTIFICATIONS_TOPIC     = google_pubsub_topic.graph_notifications.name
+    GRAPH_RENEW_TOPIC             = google_pubsub_topic.graph_renew_trigger.name
+    GRAPH_NOTIFY_MAX_BYTES        = tostring(var.graph_notify_max_bytes)
+    GRAPH_PUBLISH_TIMEOUT_SECONDS = "2"
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.graph_notify_read,
+    google_pubsub_topic_iam_member.graph_notify_publish,
+  ]
+}
+
+module "graph_webhook_renew" {
+  source = "./modules/function"
+
+  project                       = var.project_id
+  region                        = var.region
+  name                          = "graph-webhook-renew"
+  description                   = "Creates, renews and repairs Microsoft Graph webhook subscriptions"
+  entry_point                   = "graph_webhook_renew"
+  source_dir                    = "${local.functions_dir}/graph_webhook_renew"
+  shared_dir                    = local.shared_dir
+  source_bucket                 = google_storage_bucket.sources.name
+  service_account_email         = google_service_account.graph_renew.email
+  trigger_topic                 = google_pubsub_topic.graph_renew_trigger.id
+  trigger_service_account_email = google_service_account.invoker.email
+  retry                         = true
+  # One run at a time: two concurrent runs could both create a missing subscription (the
+  # next run would delete the duplicate, but downstream would see notifications twice).
+  max_instances   = 1
+  timeout_seconds = 300
+  memory          = "256M"
+  labels          = var.labels
+
+  environment = {
+    GOOGLE_CLOUD_PROJECT       = var.project_id
+    GRAPH_LOGIN_URL            = var.graph_login_url
+    GRAPH_API_URL              = var.graph_api_url
+    GRAPH_NOTIFICATION_URL     = module.graph_webhook_notify.function_uri
+    GRAPH_USER_ID              = var.graph_user_id
+    GRAPH_SUBSCRIPTIONS        = var.graph_subscriptions
+    GRAPH_RENEW_WITHIN_HOURS   = tostring(var.graph_renew_within_hours)
+    GRAPH_SUBSCRIPTION_MINUTES = tostring(var.graph_subscription_minutes)
+    GRAPH_TENANT_ID_SECRET     = google_secret_manager_secret.graph["tenant_id"].secret_id
+    GRAPH_CLIENT_ID_SECRET     = google_secret_manager_secret.graph["client_id"].secret_id
+    GRAPH_CLIENT_SECRET_SECRET = google_secret_manager_secret.graph["client_secret"].secret_id
+    GRAPH_CLIENT_STATE_SECRET  = google_secret_manager_secret.graph["client_state"].secret_id
+    RUN_DEADLINE_SECONDS       = "240"
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.graph_renew_read]
+}

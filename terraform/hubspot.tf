@@ -1,0 +1,243 @@
+# HubSpot: Cloud Scheduler -> hubspot-token-refresh-trigger -> hubspot_refresh -> HubSpot
+#          -> Secret Manager (hubspot-<account>-access-token, status in its annotations).
+# With sharding on (hubspot_shard_size > 0) the scheduled run publishes one message per shard
+# to hubspot-token-refresh-work, which an Eventarc trigger delivers to the same function.
+#
+# Accounts are not Terraform resources: `python -m cli hubspot add-account <id>` creates their
+# secrets at any time. So the function cannot be granted per secret; it gets project-level
+# bindings whose IAM condition limits them to secrets named hubspot-*.
+
+locals {
+  hubspot_client_secrets = {
+    client_id     = "hubspot-client-id"
+    client_secret = "hubspot-client-secret"
+  }
+  hubspot_sharded = var.hubspot_shard_size > 0
+  # IAM conditions see Secret Manager resources under the project *number*; versions are
+  # .../secrets/<id>/versions/<n>, so the prefix covers them too.
+  hubspot_secret_condition = "resource.name.startsWith(\"projects/${data.google_project.this.number}/secrets/hubspot-\")"
+}
+
+resource "google_secret_manager_secret" "hubspot_client" {
+  for_each  = local.hubspot_client_secrets
+  secret_id = each.value
+  labels    = { integration = "hubspot" }
+
+  replication {
+    auto {}
+  }
+}
+
+resource "google_pubsub_topic" "hubspot_trigger" {
+  #checkov:skip=CKV_GCP_83:Messages are bare run triggers ({} or {"force": true, "accounts": [...]}) with no data worth a customer-managed key.
+  name                       = "hubspot-token-refresh-trigger"
+  message_retention_duration = "86400s"
+}
+
+# Always there (an idle topic costs nothing), so turning sharding on is one variable.
+resource "google_pubsub_topic" "hubspot_work" {
+  #checkov:skip=CKV_GCP_83:Shard messages carry HubSpot account ids only, no credentials.
+  name                       = "hubspot-token-refresh-work"
+  message_retention_duration = "3600s"
+}
+
+resource "google_cloud_scheduler_job" "hubspot" {
+  name        = "hubspot-token-refresh-job"
+  description = "Refresh every HubSpot account's access token (30 minutes) before it expires"
+  region      = var.region
+  schedule    = var.hubspot_schedule
+  time_zone   = var.hubspot_time_zone
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.hubspot_trigger.id
+    data       = base64encode("{}")
+  }
+}
+
+# --- identity and permissions ------------------------------------------------------------
+
+resource "google_service_account" "hubspot" {
+  account_id   = "hubspot-refresh"
+  display_name = "hubspot_refresh function"
+}
+
+# The default app's client id and secret: granted per secret, they exist at apply time.
+resource "google_secret_manager_secret_iam_member" "hubspot_read_client" {
+  for_each  = local.hubspot_client_secrets
+  secret_id = google_secret_manager_secret.hubspot_client[each.key].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.hubspot.email}"
+}
+
+# Account secrets (and other apps' hubspot-client-* pairs) come and go with the CLI, so these
+# bindings sit on the project with a condition on the secret name: read values; add, list and
+# destroy versions; read metadata and write the status annotations. Nothing outside hubspot-*.
+resource "google_project_iam_member" "hubspot_secret_read" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = "serviceAccount:${google_service_account.hubspot.email}"
+
+  condition {
+    title       = "hubspot-secrets-only"
+    description = "Secrets whose id starts with hubspot-"
+    expression  = local.hubspot_secret_condition
+  }
+}
+
+resource "google_project_iam_member" "hubspot_secret_versions" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretVersionManager"
+  member  = "serviceAccount:${google_service_account.hubspot.email}"
+
+  condition {
+    title       = "hubspot-secrets-only"
+    description = "Secrets whose id starts with hubspot-"
+    expression  = local.hubspot_secret_condition
+  }
+}
+
+resource "google_project_iam_member" "hubspot_secret_annotate" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.secret_annotator.id
+  member  = "serviceAccount:${google_service_account.hubspot.email}"
+
+  condition {
+    title       = "hubspot-secrets-only"
+    description = "Secrets whose id starts with hubspot-"
+    expression  = local.hubspot_secret_condition
+  }
+}
+
+# Creating hubspot-<account>-access-token for an account made by hand (the CLI creates it up
+# front, so the normal path never needs this). [U] Whether Secret Manager evaluates
+# resource.name on secrets.create against the new secret's name is unconfirmed; if it does
+# not, the condition simply never matches and such accounts must be added with the CLI.
+resource "google_project_iam_custom_role" "hubspot_secret_creator" {
+  role_id     = "keepaliveHubspotSecretCreator"
+  title       = "Keep-alive HubSpot secret creator"
+  description = "Create secrets (limited by an IAM condition on the name where bound)."
+  permissions = ["secretmanager.secrets.create"]
+}
+
+resource "google_project_iam_member" "hubspot_secret_create" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.hubspot_secret_creator.id
+  member  = "serviceAccount:${google_service_account.hubspot.email}"
+
+  condition {
+    title       = "hubspot-secrets-only"
+    description = "Secrets whose id starts with hubspot-"
+    expression  = local.hubspot_secret_condition
+  }
+}
+
+# Discovery lists secrets filtered by label. secrets.list is checked on the project (a name
+# condition cannot narrow it), and roles/secretmanager.viewer would add secrets.get on every
+# secret; this role holds secrets.list alone. It reveals secret ids, labels and annotations
+# (never values) of the project, which is why no other integration writes secrets there.
+resource "google_project_iam_custom_role" "hubspot_secret_lister" {
+  role_id     = "keepaliveSecretLister"
+  title       = "Keep-alive secret lister"
+  description = "List secrets (metadata only) to discover accounts by label."
+  permissions = ["secretmanager.secrets.list"]
+}
+
+resource "google_project_iam_member" "hubspot_secret_list" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.hubspot_secret_lister.id
+  member  = "serviceAccount:${google_service_account.hubspot.email}"
+}
+
+# The per-account refresh locks: objects under locks/hubspot- in the state bucket only.
+resource "google_storage_bucket_iam_member" "hubspot_locks" {
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.hubspot.email}"
+
+  condition {
+    title      = "hubspot-locks-only"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/locks/hubspot-\")"
+  }
+}
+
+resource "google_pubsub_topic_iam_member" "hubspot_publish_work" {
+  topic  = google_pubsub_topic.hubspot_work.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.hubspot.email}"
+}
+
+# --- the function --------------------------------------------------------------------------
+
+module "hubspot_refresh" {
+  source = "./modules/function"
+
+  project                       = var.project_id
+  region                        = var.region
+  name                          = "hubspot-refresh"
+  description                   = "Refreshes the OAuth access token of every HubSpot account into Secret Manager"
+  entry_point                   = "hubspot_refresh"
+  source_dir                    = "${local.functions_dir}/hubspot_refresh"
+  shared_dir                    = local.shared_dir
+  source_bucket                 = google_storage_bucket.sources.name
+  service_account_email         = google_service_account.hubspot.email
+  trigger_topic                 = google_pubsub_topic.hubspot_trigger.id
+  trigger_service_account_email = google_service_account.invoker.email
+  retry                         = true
+  max_instances                 = var.hubspot_max_instances
+  timeout_seconds               = var.hubspot_timeout_seconds
+  memory                        = "512M"
+  labels                        = var.labels
+
+  environment = {
+    GOOGLE_CLOUD_PROJECT           = var.project_id
+    STATE_BUCKET                   = google_storage_bucket.state.name
+    HUBSPOT_TOKEN_URL              = var.hubspot_token_url
+    HUBSPOT_CLIENT_ID_SECRET       = google_secret_manager_secret.hubspot_client["client_id"].secret_id
+    HUBSPOT_CLIENT_SECRET_SECRET   = google_secret_manager_secret.hubspot_client["client_secret"].secret_id
+    HUBSPOT_REFRESH_MARGIN_MINUTES = tostring(var.hubspot_refresh_margin_minutes)
+    HUBSPOT_CONCURRENCY            = tostring(var.hubspot_concurrency)
+    HUBSPOT_VERSIONS_TO_KEEP       = tostring(var.hubspot_versions_to_keep)
+    HUBSPOT_SHARD_SIZE             = tostring(var.hubspot_shard_size)
+    HUBSPOT_WORK_TOPIC             = google_pubsub_topic.hubspot_work.name
+    # A minute under the function timeout, so the summary line is always written.
+    RUN_DEADLINE_SECONDS = tostring(var.hubspot_timeout_seconds - 60)
+    # Longer than the function timeout: a live holder never loses its lock.
+    LOCK_LEASE_SECONDS = tostring(var.hubspot_timeout_seconds + 60)
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.hubspot_read_client,
+    google_project_iam_member.hubspot_secret_read,
+    google_project_iam_member.hubspot_secret_list,
+  ]
+}
+
+# Shards go to the same function: a second Eventarc trigger on the work topic. The invoker
+# identity already holds roles/run.invoker on the function's service (granted by the module).
+resource "google_eventarc_trigger" "hubspot_work" {
+  count           = local.hubspot_sharded ? 1 : 0
+  name            = "hubspot-token-refresh-work"
+  location        = var.region
+  service_account = google_service_account.invoker.email
+
+  matching_criteria {
+    attribute = "type"
+    value     = "google.cloud.pubsub.topic.v1.messagePublished"
+  }
+
+  transport {
+    pubsub {
+      topic = google_pubsub_topic.hubspot_work.id
+    }
+  }
+
+  destination {
+    cloud_run_service {
+      # A gen2 function's Cloud Run service carries the function's name.
+      service = module.hubspot_refresh.function_name
+      region  = var.region
+    }
+  }
+
+  labels = var.labels
+}

@@ -1,0 +1,248 @@
+# Universign e-signature status, two functions from one folder:
+#   Universign -> universign_webhook (public HTTPS, signed JWS) -> universign-status-changes
+#   Cloud Scheduler (every 5 min) -> universign-poll-trigger -> universign_poll -> same topic
+# Both read GET /v1/transactions/{id} with the API key, keep one JSON document per transaction
+# in their own state bucket and archive signed documents to the archive bucket.
+# The API key secret is created empty; add its value out of band (deploy.sh asks for it).
+
+locals {
+  universign_state_bucket   = var.universign_state_bucket_name != "" ? var.universign_state_bucket_name : "${var.project_id}-universign-state"
+  universign_archive_bucket = var.universign_archive_bucket_name != "" ? var.universign_archive_bucket_name : "${var.project_id}-universign-archive"
+  universign_secrets = merge(
+    { api_key = "universign-api-key" },
+    var.universign_webhook_token_enabled ? { webhook_token = "universign-webhook-token" } : {},
+  )
+  # The webhook may check a URL token; the poll never needs it.
+  universign_webhook_secrets = keys(local.universign_secrets)
+  universign_poll_secrets    = ["api_key"]
+  universign_identities = {
+    webhook = google_service_account.universign_webhook.email
+    poll    = google_service_account.universign_poll.email
+  }
+  universign_environment = {
+    GOOGLE_CLOUD_PROJECT             = var.project_id
+    STATE_BUCKET                     = google_storage_bucket.universign_state.name
+    ARCHIVE_BUCKET                   = google_storage_bucket.universign_archive.name
+    UNIVERSIGN_API_URL               = var.universign_api_url
+    UNIVERSIGN_API_KEY_SECRET        = google_secret_manager_secret.universign["api_key"].secret_id
+    UNIVERSIGN_STATUS_TOPIC          = google_pubsub_topic.universign_status_changes.name
+    UNIVERSIGN_FINAL_RECHECK_MINUTES = tostring(var.universign_final_recheck_minutes)
+    UNIVERSIGN_REFUSAL_STATES        = var.universign_refusal_states
+  }
+}
+
+resource "google_secret_manager_secret" "universign" {
+  for_each  = local.universign_secrets
+  secret_id = each.value
+  labels    = { integration = "universign" }
+
+  replication {
+    auto {}
+  }
+}
+
+# --- storage ---------------------------------------------------------------------------
+
+# Its own bucket (not the shared state bucket) so its lifecycle can drop old webhook event
+# markers, and so both identities can be given the whole bucket rather than a prefix.
+resource "google_storage_bucket" "universign_state" {
+  #checkov:skip=CKV_GCP_62:Transaction documents carry their own sync history; Cloud Audit Logs cover data access when enabled.
+  #checkov:skip=CKV_GCP_78:Documents are rewritten on every sync under generation preconditions; old versions would only add cost (the history lives in each document).
+  name                        = local.universign_state_bucket
+  location                    = var.region
+  force_destroy               = var.force_destroy_buckets
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  labels                      = var.labels
+
+  # Event markers only deduplicate redeliveries (Universign retries for about 3 days); a
+  # replay after this just triggers one harmless re-sync.
+  lifecycle_rule {
+    condition {
+      age            = var.universign_event_marker_days
+      matches_prefix = ["universign/events/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket" "universign_archive" {
+  #checkov:skip=CKV_GCP_62:Access to signed documents is audited with Cloud Audit Logs (data access) when the integrator enables them.
+  name                        = local.universign_archive_bucket
+  location                    = var.region
+  force_destroy               = var.force_destroy_buckets
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  dynamic "retention_policy" {
+    for_each = var.universign_archive_retention_days > 0 ? [1] : []
+    content {
+      retention_period = var.universign_archive_retention_days * 86400
+    }
+  }
+}
+
+# Both functions sync transactions: read and write documents, markers and the poll cursor.
+resource "google_storage_bucket_iam_member" "universign_state" {
+  for_each = local.universign_identities
+  bucket   = google_storage_bucket.universign_state.name
+  role     = "roles/storage.objectUser"
+  member   = "serviceAccount:${each.value}"
+}
+
+# Create and read, never overwrite or delete: a signed document is archived once, and the
+# functions could not replace it even by mistake.
+resource "google_storage_bucket_iam_member" "universign_archive_create" {
+  for_each = local.universign_identities
+  bucket   = google_storage_bucket.universign_archive.name
+  role     = "roles/storage.objectCreator"
+  member   = "serviceAccount:${each.value}"
+}
+
+resource "google_storage_bucket_iam_member" "universign_archive_read" {
+  for_each = local.universign_identities
+  bucket   = google_storage_bucket.universign_archive.name
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${each.value}"
+}
+
+# --- topics and schedule -----------------------------------------------------------------
+
+resource "google_pubsub_topic" "universign_poll_trigger" {
+  #checkov:skip=CKV_GCP_83:Messages are bare run triggers ({}) with no data worth a customer-managed key.
+  name                       = "universign-poll-trigger"
+  message_retention_duration = "86400s"
+}
+
+resource "google_pubsub_topic" "universign_status_changes" {
+  #checkov:skip=CKV_GCP_83:Messages carry a transaction id and statuses, no document content; a customer-managed key can be added by the integrator.
+  name                       = "universign-status-changes"
+  message_retention_duration = var.universign_status_retention
+}
+
+resource "google_cloud_scheduler_job" "universign_poll" {
+  name        = "universign-poll-job"
+  description = "Sync pending Universign transactions (at most universign_poll_batch per run)"
+  region      = var.region
+  schedule    = var.universign_poll_schedule
+  time_zone   = var.universign_time_zone
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.universign_poll_trigger.id
+    data       = base64encode("{}")
+  }
+}
+
+# --- identities ----------------------------------------------------------------------------
+
+resource "google_service_account" "universign_webhook" {
+  account_id   = "universign-webhook"
+  display_name = "universign_webhook function"
+}
+
+resource "google_service_account" "universign_poll" {
+  account_id   = "universign-poll"
+  display_name = "universign_poll function"
+}
+
+resource "google_secret_manager_secret_iam_member" "universign_webhook_read" {
+  for_each  = toset(local.universign_webhook_secrets)
+  secret_id = google_secret_manager_secret.universign[each.key].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.universign_webhook.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "universign_poll_read" {
+  for_each  = toset(local.universign_poll_secrets)
+  secret_id = google_secret_manager_secret.universign[each.key].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.universign_poll.email}"
+}
+
+resource "google_pubsub_topic_iam_member" "universign_publish_status" {
+  for_each = local.universign_identities
+  topic    = google_pubsub_topic.universign_status_changes.id
+  role     = "roles/pubsub.publisher"
+  member   = "serviceAccount:${each.value}"
+}
+
+# --- functions -------------------------------------------------------------------------------
+
+module "universign_webhook" {
+  #checkov:skip=CKV_GCP_102:Universign delivers webhooks without Google credentials; every request must carry a valid JWS signature (and optionally a URL token).
+  source = "./modules/function"
+
+  project               = var.project_id
+  region                = var.region
+  name                  = "universign-webhook"
+  description           = "Receives signed Universign webhooks and syncs the transaction"
+  entry_point           = "universign_webhook"
+  source_dir            = "${local.functions_dir}/universign_webhook"
+  shared_dir            = local.shared_dir
+  source_bucket         = google_storage_bucket.sources.name
+  service_account_email = google_service_account.universign_webhook.email
+  trigger_topic         = null
+  public                = true # Universign posts from the internet
+  max_instances         = var.universign_webhook_max_instances
+  timeout_seconds       = 60
+  memory                = "256M"
+  labels                = var.labels
+
+  environment = merge(
+    local.universign_environment,
+    {
+      UNIVERSIGN_SIGNATURE_HEADER = var.universign_signature_header
+      WEBHOOK_DEADLINE_SECONDS    = "20"
+    },
+    # Only with the option on does the function demand ?token= (and read the secret).
+    var.universign_webhook_token_enabled ? {
+      UNIVERSIGN_WEBHOOK_TOKEN_SECRET = google_secret_manager_secret.universign["webhook_token"].secret_id
+    } : {},
+  )
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.universign_webhook_read,
+    google_pubsub_topic_iam_member.universign_publish_status,
+    google_storage_bucket_iam_member.universign_state,
+  ]
+}
+
+module "universign_poll" {
+  source = "./modules/function"
+
+  project                       = var.project_id
+  region                        = var.region
+  name                          = "universign-poll"
+  description                   = "Polls pending Universign transactions every 5 minutes"
+  entry_point                   = "universign_poll"
+  source_dir                    = "${local.functions_dir}/universign_webhook"
+  shared_dir                    = local.shared_dir
+  source_bucket                 = google_storage_bucket.sources.name
+  service_account_email         = google_service_account.universign_poll.email
+  trigger_topic                 = google_pubsub_topic.universign_poll_trigger.id
+  trigger_service_account_email = google_service_account.invoker.email
+  # A failed run is not redelivered: the next one starts 5 minutes later from the same index.
+  retry           = false
+  max_instances   = 1
+  timeout_seconds = 300
+  memory          = "256M"
+  labels          = var.labels
+
+  environment = merge(local.universign_environment, {
+    UNIVERSIGN_POLL_BATCH = tostring(var.universign_poll_batch)
+    RUN_DEADLINE_SECONDS  = "240"
+  })
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.universign_poll_read,
+    google_pubsub_topic_iam_member.universign_publish_status,
+    google_storage_bucket_iam_member.universign_state,
+  ]
+}

@@ -1,0 +1,125 @@
+"""Helpers and fixtures for the Cegid transfer tests (conftest.py re-exports the fixture): a Cegid fake in front of Azurite, a fresh bucket, secrets,
+and the function module loaded with that environment."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from devtools import gcp
+from devtools.fakes.cegid import CegidFake
+from shared.secrets import SecretStore
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDER = REPO / "functions" / "cegid_transfer"
+# The function's helper modules (cegid_copy, cegid_api) import as top-level modules, as deployed.
+if str(FOLDER) not in sys.path:
+    sys.path.append(str(FOLDER))
+
+
+@dataclass
+class World:
+    fake: CegidFake
+    bucket: Any  # google.cloud.storage.Bucket
+    state_bucket: Any
+    env: dict[str, str]
+    store: SecretStore
+    suffix: str
+
+    def put(self, name: str, data: bytes, *, content_md5: bool = False) -> None:
+        from azure.storage.blob import ContentSettings
+
+        settings = (
+            ContentSettings(
+                content_md5=bytearray(hashlib.md5(data, usedforsecurity=False).digest())
+            )
+            if content_md5
+            else None
+        )
+        self.fake.container().upload_blob(name, data, overwrite=True, content_settings=settings)
+
+    def source_names(self) -> list[str]:
+        return sorted(b.name for b in self.fake.container().list_blobs())
+
+    def landed(self) -> dict[str, bytes]:
+        return {b.name: b.download_as_bytes() for b in self.bucket.list_blobs(prefix="cegid/")}
+
+    def all_objects(self) -> list[str]:
+        return sorted(b.name for b in self.bucket.list_blobs())
+
+
+def md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+@pytest.fixture
+def world(stack: Any, azurite: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    suffix = uuid.uuid4().hex[:10]
+    tenant = str(10_000_000 + int(suffix[:6], 16))  # a numeric account number, own container
+    fake = CegidFake(azurite_url=os.environ["AZURITE_BLOB_URL"], tenant_id=tenant)
+    fake.start()
+    bucket = gcp.create_bucket(f"cegid-export-{suffix}")
+    state = gcp.create_bucket(f"cegid-state-{suffix}")
+    store = SecretStore(os.environ["GOOGLE_CLOUD_PROJECT"])
+    names = {
+        "CEGID_API_KEY_ID_SECRET": (f"cegid-{suffix}-api-key-id", fake.api_key_id),
+        "CEGID_API_KEY_SECRET_SECRET": (f"cegid-api-key-secret-{suffix}", fake.api_key_secret),
+        "CEGID_SUBSCRIPTION_KEY_SECRET": (
+            f"cegid-subscription-key-{suffix}",
+            fake.subscription_key,
+        ),
+    }
+    for secret_id, value in names.values():
+        store.create(secret_id)
+        store.add_version(secret_id, value)
+    env = {
+        "STATE_BUCKET": state.name,
+        "CEGID_BUCKET": bucket.name,
+        "CEGID_MODE": "api",
+        "CEGID_API_URL": fake.url,
+        "CEGID_TENANT_ID": tenant,
+        "CEGID_PROVIDER_ID": fake.provider_id,
+        "CEGID_SAS_URL_SECRET": f"cegid-sas-url-{suffix}",
+        "CEGID_DOWNLOAD_CHUNK_MIB": "1",
+        "CEGID_UPLOAD_CHUNK_MIB": "1",
+        **{key: secret_id for key, (secret_id, _) in names.items()},
+    }
+    fake.container()
+    try:
+        yield World(fake, bucket, state, env, store, suffix)
+    finally:
+        fake.stop()
+
+
+def load_function(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:
+    """main.py imported afresh with ``env`` (its settings are read at import)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(str(FOLDER))
+    spec = importlib.util.spec_from_file_location(
+        f"cegid_main_{uuid.uuid4().hex[:6]}", FOLDER / "main.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_once(module: ModuleType, deadline_seconds: float = 300) -> Any:
+    import time
+
+    return module.run(
+        module.SETTINGS, module.clients(), deadline=time.monotonic() + deadline_seconds
+    )

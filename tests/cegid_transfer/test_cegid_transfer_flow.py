@@ -1,0 +1,206 @@
+"""The transfer against Azurite (behind the Cegid fake) and fake-gcs-server, both modes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cegid_testlib import World, load_function, md5_b64, run_once
+
+FILES = {
+    "DB508603/DB508603-cpa-analytiq-20210830094213.csv": b"compte;montant\n411000;12.50\n" * 50,
+    "DB508603/sub/deeper/ecritures 2026-01.csv": os.urandom(300_000),
+    "racine.txt": b"top level file",
+    "dossier \u00e9t\u00e9/fichier (1).csv": "\u00e9l\u00e8ve;caf\u00e9\n".encode() * 10,
+    "empty/zero-bytes.csv": b"",
+    "a/b/c/d/e/f.bin": os.urandom(2_500_000),  # several 1 MiB chunks and upload PUTs
+}
+
+
+def summaries(out: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "run_summary"]
+
+
+def test_api_mode_moves_every_nested_file_exactly_once(world: World, monkeypatch, capsys) -> None:
+    for name, data in FILES.items():
+        world.put(name, data, content_md5=name.endswith(".txt"))
+    module = load_function(monkeypatch, world.env)
+
+    summary = run_once(module)
+
+    assert world.landed() == {f"cegid/{name}": data for name, data in FILES.items()}
+    assert world.source_names() == []
+    assert world.all_objects() == sorted(f"cegid/{n}" for n in FILES)  # no staging left
+    assert (summary.files, summary.already_present, summary.failed) == (len(FILES), 0, 0)
+    assert summary.bytes == sum(len(d) for d in FILES.values())
+    obj = world.bucket.get_blob("cegid/racine.txt")
+    assert obj is not None and obj.md5_hash == md5_b64(FILES["racine.txt"])
+    out = capsys.readouterr().out
+    [line] = summaries(out)
+    assert line["provider"] == "cegid" and line["files"] == len(FILES)
+    assert {"bytes", "seconds", "already_present", "failed"} <= set(line)
+    assert "sig=" not in out.replace("sig=[REDACTED]", "")
+
+    # A second run finds nothing to do and changes nothing.
+    again = run_once(module)
+    assert (again.listed, again.files, again.failed) == (0, 0, 0)
+    assert world.landed() == {f"cegid/{name}": data for name, data in FILES.items()}
+
+
+def test_sas_url_mode_reads_the_url_from_its_secret(world: World, monkeypatch, capsys) -> None:
+    world.put("export/one.csv", b"1;2;3\n")
+    sas_url = world.fake.container_sas_url("rdl")
+    secret = world.env["CEGID_SAS_URL_SECRET"]
+    world.store.create(secret)
+    world.store.add_version(secret, sas_url)
+    module = load_function(monkeypatch, {**world.env, "CEGID_MODE": "sas_url"})
+
+    summary = run_once(module)
+
+    assert summary.files == 1 and world.source_names() == []
+    assert world.landed() == {"cegid/export/one.csv": b"1;2;3\n"}
+    assert world.fake.count("/tokenprovider/Token") == 0  # no API call in this mode
+    out = capsys.readouterr().out
+    signature = sas_url.split("sig=")[1].split("&")[0]
+    assert signature not in out and sas_url not in out
+
+
+def test_same_content_already_in_bucket_deletes_source_only(world: World, monkeypatch) -> None:
+    data = b"already there\n" * 100
+    world.bucket.blob("cegid/dup/file.csv").upload_from_string(data)
+    world.put("dup/file.csv", data)
+    module = load_function(monkeypatch, world.env)
+
+    summary = run_once(module)
+
+    assert (summary.files, summary.already_present) == (0, 1)
+    assert world.source_names() == []
+    assert world.landed() == {"cegid/dup/file.csv": data}
+
+
+def test_same_name_other_content_keeps_both(world: World, monkeypatch) -> None:
+    old, new = b"old export\n", b"new export, different\n"
+    world.bucket.blob("cegid/ECR/ecritures.csv").upload_from_string(old)
+    world.put("ECR/ecritures.csv", new)
+    module = load_function(monkeypatch, world.env)
+
+    summary = run_once(module)
+
+    tag = hashlib.md5(new, usedforsecurity=False).hexdigest()[:12]
+    assert summary.files == 1
+    assert world.landed() == {
+        "cegid/ECR/ecritures.csv": old,
+        f"cegid/ECR/ecritures.{tag}.csv": new,
+    }
+    assert world.source_names() == []
+
+    # The same name and content dropped again: recognised, not a third copy.
+    world.put("ECR/ecritures.csv", new)
+    again = run_once(module)
+    assert (again.files, again.already_present) == (0, 1)
+    assert len(world.landed()) == 2 and world.source_names() == []
+
+
+@pytest.mark.parametrize("mode", ["api", "sas_url"])
+def test_expired_sas_is_named_and_nothing_moves(world: World, monkeypatch, capsys, mode) -> None:
+    world.put("keep/me.csv", b"x")
+    if mode == "api":
+        world.fake.mode = "expired_sas"
+    else:
+        secret = world.env["CEGID_SAS_URL_SECRET"]
+        world.store.create(secret)
+        expired = datetime.now(UTC) - timedelta(hours=1)
+        world.store.add_version(secret, world.fake.container_sas_url("rdl", expired))
+    module = load_function(monkeypatch, {**world.env, "CEGID_MODE": mode})
+
+    summary = run_once(module)
+
+    assert summary.result == "sas_invalid"
+    assert world.source_names() == ["keep/me.csv"] and world.landed() == {}
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    [error] = [x for x in lines if x.get("event") == "needs_reauth"]
+    assert error["severity"] == "ERROR" and "expired" in error["message"]
+    assert error["error_code"] == "sas_expired"
+
+
+def test_read_only_sas_names_delete_and_nothing_moves(world: World, monkeypatch, capsys) -> None:
+    world.put("keep/me.csv", b"x")
+    world.fake.mode = "read_only_sas"
+    module = load_function(monkeypatch, world.env)
+
+    summary = run_once(module)
+
+    assert summary.result == "sas_invalid"
+    assert world.source_names() == ["keep/me.csv"] and world.landed() == {}
+    out = capsys.readouterr().out
+    [error] = [json.loads(x) for x in out.splitlines() if '"needs_reauth"' in x]
+    assert "delete permission" in error["message"] and error["error_code"] == (
+        "sas_missing_permission"
+    )
+
+
+def test_wrong_api_key_needs_a_person(world: World, monkeypatch, capsys) -> None:
+    world.put("keep/me.csv", b"x")
+    world.fake.mode = "invalid_key"
+    module = load_function(monkeypatch, world.env)
+
+    summary = run_once(module)
+
+    assert summary.result == "needs_reauth"
+    assert world.source_names() == ["keep/me.csv"]
+    out = capsys.readouterr().out
+    assert '"event": "needs_reauth"' in out
+    assert world.fake.api_key_secret not in out and world.fake.subscription_key not in out
+
+
+def test_missing_sas_url_secret_needs_a_person(world: World, monkeypatch, capsys) -> None:
+    world.put("keep/me.csv", b"x")
+    module = load_function(monkeypatch, {**world.env, "CEGID_MODE": "sas_url"})
+
+    summary = run_once(module)
+
+    assert summary.result == "needs_reauth"
+    assert world.source_names() == ["keep/me.csv"] and world.landed() == {}
+    assert '"error_code": "missing_secret"' in capsys.readouterr().out
+
+
+def test_blob_replaced_after_listing_is_not_mixed_or_deleted(world: World, monkeypatch) -> None:
+    world.put("race/file.csv", b"first version\n")
+    module = load_function(monkeypatch, world.env)
+    real_list = module.list_source
+
+    def list_then_replace(container):
+        listed = real_list(container)
+        world.put("race/file.csv", b"second version, written by Cegid meanwhile\n")
+        return listed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "list_source", list_then_replace)
+        summary = run_once(module)
+
+    # The listed version is gone: nothing half-copied, the new version kept for the next run.
+    assert (summary.files, summary.failed) == (0, 1)
+    assert world.landed() == {} and world.source_names() == ["race/file.csv"]
+    again = run_once(module)
+    assert again.files == 1
+    assert world.landed() == {
+        "cegid/race/file.csv": b"second version, written by Cegid meanwhile\n"
+    }
+
+
+def test_files_that_do_not_fit_in_the_run_wait_for_the_next(world: World, monkeypatch) -> None:
+    world.put("small.csv", b"x" * 10)
+    world.put("zbig.bin", os.urandom(3 * 1024 * 1024))
+    # Planning at 1 MiB/s, a file needs 5 s + its size: the small one fits in 7.9 s, the
+    # 3 MiB one (8 s) never does, so it is left in Azure for the next run.
+    module = load_function(monkeypatch, {**world.env, "CEGID_PLAN_MIB_PER_SECOND": "1"})
+
+    summary = run_once(module, deadline_seconds=7.9)
+
+    assert (summary.files, summary.deferred) == (1, 1)
+    assert world.source_names() == ["zbig.bin"]
+    assert run_once(module).files == 1 and world.source_names() == []

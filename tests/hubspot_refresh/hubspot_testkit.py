@@ -1,0 +1,208 @@
+"""Helpers for the hubspot_refresh tests: a HubSpot set-up per test in its own project on the
+Secret Manager stand-in (discovery lists the whole project), a lock bucket on fake-gcs-server,
+the HubSpot fake, and ways to run the function in-process.
+
+Named uniquely (not conftest) so test modules can import it without clashing with other
+integrations' helpers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import functions_framework
+import pytest
+from cloudevents.conversion import to_structured
+from cloudevents.http import CloudEvent
+
+from devtools.fakes.hubspot import V1_TOKEN_ROUTE, HubSpotFake
+from shared import clock
+from shared.secrets import SecretStore
+from shared.status import CredentialStatus
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = str(REPO / "functions" / "hubspot_refresh" / "main.py")
+FUNCTION_DIR = str(REPO / "functions" / "hubspot_refresh")
+if FUNCTION_DIR not in sys.path:
+    sys.path.append(FUNCTION_DIR)
+
+from cli import hubspot as hubspot_cli  # noqa: E402 - after the function folder is on sys.path
+
+
+@dataclass
+class HubSpotSetup:
+    fake: HubSpotFake
+    store: SecretStore
+    project: str
+    env: dict[str, str]
+    refresh_tokens: dict[str, str] = field(default_factory=dict)
+
+    # --- accounts -----------------------------------------------------------------------
+
+    def add_account(
+        self,
+        account: str,
+        *,
+        client_id: str | None = None,
+        client_id_secret: str | None = None,
+        client_secret_secret: str | None = None,
+        enabled: bool = True,
+    ) -> str:
+        """Install the app on portal ``account`` at the fake and store it the CLI's way."""
+        token = self.fake.new_refresh_token(int(account), client_id)
+        hubspot_cli.add_account(
+            self.store,
+            account,
+            token,
+            client_id_secret=client_id_secret,
+            client_secret_secret=client_secret_secret,
+            enabled=enabled,
+        )
+        self.refresh_tokens[account] = token
+        return token
+
+    def set_status(self, account: str, **annotations: str) -> None:
+        """Give an account an access token and a status, as an earlier run would have."""
+        secret = f"hubspot-{account}-access-token"
+        self.store.create(secret, labels={"integration": "hubspot", "hubspot-account": account})
+        self.store.add_version(secret, f"old-access-token-{uuid.uuid4().hex}")
+        self.store.update_annotations(secret, dict(annotations))
+
+    def annotations(self, account: str) -> dict[str, str]:
+        info = self.store.info_optional(f"hubspot-{account}-access-token")
+        return dict(info.annotations) if info else {}
+
+    def status(self, account: str) -> CredentialStatus:
+        return CredentialStatus.from_annotations(self.annotations(account))
+
+    def access_token(self, account: str) -> str:
+        return self.store.read(f"hubspot-{account}-access-token").value
+
+    def refresh_token(self, account: str) -> str:
+        return self.store.read(f"hubspot-{account}-refresh-token").value
+
+    def live_versions(self, secret_id: str) -> list[int]:
+        from google.cloud import secretmanager
+
+        versions = self.store.client.list_secret_versions(
+            request={"parent": self.store.path(secret_id)}
+        )
+        enabled = secretmanager.SecretVersion.State.ENABLED
+        return sorted(int(v.name.rsplit("/", 1)[-1]) for v in versions if v.state == enabled)
+
+    def token_calls(self) -> int:
+        return self.fake.count("token")
+
+    def apply_env(self, monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+        for key, value in {**self.env, **extra}.items():
+            monkeypatch.setenv(key, value)
+
+    def secret_values(self) -> list[str]:
+        """Every credential value a log line must never show."""
+        values = [self.fake.client_secret, *self.refresh_tokens.values()]
+        values += list(self.fake.access_tokens)
+        values += [t for t in self.fake.grants if t not in values]
+        values += [secret for _, secret in self.fake.apps.items()]
+        return values
+
+
+def make_setup(stack: Any) -> tuple[HubSpotSetup, HubSpotFake]:
+    from devtools import gcp
+
+    suffix = uuid.uuid4().hex[:8]
+    project = f"hs-{suffix}"
+    bucket = f"hs-state-{suffix}"
+    gcp.create_bucket(bucket)
+    store = SecretStore(project)
+    fake = HubSpotFake()
+    fake.start()
+    store.create("hubspot-client-id", labels={"integration": "hubspot"})
+    store.create("hubspot-client-secret", labels={"integration": "hubspot"})
+    store.add_version("hubspot-client-id", fake.client_id)
+    store.add_version("hubspot-client-secret", fake.client_secret)
+    env = {
+        "GOOGLE_CLOUD_PROJECT": project,
+        "STATE_BUCKET": bucket,
+        "HUBSPOT_TOKEN_URL": f"{fake.url}{V1_TOKEN_ROUTE}",
+        # Tests refresh inside a 20-minute margin, so a just-refreshed account (30 minutes)
+        # counts as fresh; the default (30) refreshes at every 15-minute run.
+        "HUBSPOT_REFRESH_MARGIN_MINUTES": "20",
+        "HUBSPOT_HTTP_ATTEMPTS": "1",
+        "LOCK_WAIT_SECONDS": "30",
+    }
+    return HubSpotSetup(fake, store, project, env), fake
+
+
+def load_main(setup: HubSpotSetup, monkeypatch: pytest.MonkeyPatch, **extra: str) -> ModuleType:
+    """Execute main.py afresh with the set-up's environment; returns the module (its Flask
+    app is ``module.app``)."""
+    setup.apply_env(monkeypatch, **extra)
+    app = functions_framework.create_app("hubspot_refresh", SOURCE, "cloudevent")
+    module = sys.modules["main"]
+    module.app = app  # type: ignore[attr-defined]
+    return module
+
+
+def run_once(module: ModuleType, *, requested_at: datetime | None = None, **request: Any) -> Any:
+    """One run as the scheduled trigger (or a forced one) would make it."""
+    return module.run(
+        module.SETTINGS,
+        module.clients(),
+        module.RunRequest(**request),
+        requested_at=requested_at or clock.now(),
+        deadline=time.monotonic() + 120,
+    )
+
+
+def pubsub_cloud_event(
+    data: dict[str, Any] | str | None, *, at: datetime | None = None
+) -> CloudEvent:
+    raw = data if isinstance(data, str) else json.dumps(data) if data is not None else ""
+    published = (at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    message_id = uuid.uuid4().hex
+    return CloudEvent(
+        {
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/p/topics/hubspot-token-refresh-trigger",
+            "id": message_id,
+            "time": published,
+        },
+        {
+            "message": {
+                "data": base64.b64encode(raw.encode()).decode(),
+                "messageId": message_id,
+                "publishTime": published,
+            }
+        },
+    )
+
+
+def deliver(module: ModuleType, event: CloudEvent) -> int:
+    headers, body = to_structured(event)
+    response = module.app.test_client().post("/", headers=headers, data=body)
+    return int(response.status_code)
+
+
+def summaries(text: str) -> list[dict[str, Any]]:
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{") and '"run_summary"' in line:
+            found.append(json.loads(line))
+    return found
+
+
+def log_events(text: str, event: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for line in text.splitlines()
+        if line.startswith("{") and f'"{event}"' in line
+    ]

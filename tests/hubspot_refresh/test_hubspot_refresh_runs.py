@@ -1,0 +1,540 @@
+"""hubspot_refresh runs in-process against the Secret Manager stand-in, fake-gcs-server (locks)
+and the HubSpot fake: which accounts get refreshed, what is stored, what is reported."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared import clock
+from tests.hubspot_refresh.hubspot_testkit import (
+    HubSpotSetup,
+    deliver,
+    load_main,
+    log_events,
+    pubsub_cloud_event,
+    run_once,
+    summaries,
+)
+
+
+class Clock:
+    """A controllable clock: tests move it instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime.now(UTC).replace(microsecond=0)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(clock, "now", fake.now)
+    return fake
+
+
+def t(value: datetime) -> str:
+    return clock.format_time(value)
+
+
+# --- which accounts -------------------------------------------------------------------------
+
+
+def test_due_and_unknown_accounts_are_refreshed_fresh_ones_skipped(
+    hs: HubSpotSetup, monkeypatch, capsys
+) -> None:
+    for account in ("101", "102", "103"):
+        hs.add_account(account)
+    # 104 was made by hand, not with the CLI: only its refresh-token secret exists.
+    hs.store.create(
+        "hubspot-104-refresh-token", labels={"integration": "hubspot", "hubspot-account": "104"}
+    )
+    hs.refresh_tokens["104"] = hs.fake.new_refresh_token(104)
+    hs.store.add_version("hubspot-104-refresh-token", hs.refresh_tokens["104"])
+    now = clock.now()
+    hs.set_status("101", **{"state": "ok", "expires-at": t(now + timedelta(minutes=50))})
+    hs.set_status("102", **{"state": "ok", "expires-at": t(now + timedelta(minutes=10))})
+    hs.set_status("103", **{"state": "ok", "expires-at": t(now - timedelta(minutes=5))})
+    main = load_main(hs, monkeypatch)
+
+    summary = run_once(main)
+
+    assert dict(hs.fake.refreshes) == {102: 1, 103: 1, 104: 1}
+    for account in ("102", "103", "104"):
+        assert hs.fake.is_live(hs.access_token(account))
+        status = hs.status(account)
+        assert status.state == "ok"
+        assert status.failure_count == 0
+        assert status.expires_at is not None and status.refreshed_at is not None
+        # expires_in (1800 s) from the response, not a constant
+        assert status.expires_at - status.refreshed_at == timedelta(seconds=1800)
+    assert hs.status("101").state == "ok" and not hs.fake.is_live(hs.access_token("101"))
+    assert summary.counts["refreshed"] == 3 and summary.counts["skipped_fresh"] == 1
+    # The access-token secret created on the first refresh carries the account's labels.
+    labels = hs.store.info("hubspot-104-access-token").labels
+    assert labels == {"integration": "hubspot", "hubspot-account": "104"}
+
+    (line,) = summaries(capsys.readouterr().out)
+    assert line["provider"] == "hubspot" and line["mode"] == "scheduled"
+    assert line["accounts_seen"] == 4
+    assert (line["refreshed"], line["skipped_fresh"], line["in_backoff"]) == (3, 1, 0)
+    assert (line["failed"], line["needs_reauth"]) == (0, 0)
+    assert isinstance(line["duration_seconds"], float)
+
+
+def test_default_margin_refreshes_a_token_with_thirty_minutes_left(
+    hs: HubSpotSetup, monkeypatch
+) -> None:
+    hs.add_account("111")
+    hs.set_status("111", **{"state": "ok", "expires-at": t(clock.now() + timedelta(minutes=29))})
+    main = load_main(hs, monkeypatch, HUBSPOT_REFRESH_MARGIN_MINUTES="30")
+    run_once(main)
+    assert hs.fake.refreshes[111] == 1
+
+
+def test_force_all_then_force_some(hs: HubSpotSetup, monkeypatch, fixed_clock: Clock) -> None:
+    for account in ("201", "202", "203"):
+        hs.add_account(account)
+    main = load_main(hs, monkeypatch)
+    run_once(main)
+    assert dict(hs.fake.refreshes) == {201: 1, 202: 1, 203: 1}
+
+    fixed_clock.advance(minutes=1)
+    run_once(main)  # all fresh: nothing to do
+    assert hs.token_calls() == 3
+
+    fixed_clock.advance(minutes=1)
+    run_once(main, force=True)
+    assert dict(hs.fake.refreshes) == {201: 2, 202: 2, 203: 2}
+
+    fixed_clock.advance(minutes=1)
+    summary = run_once(main, force=True, accounts=("202", "999"))
+    assert dict(hs.fake.refreshes) == {201: 2, 202: 3, 203: 2}
+    assert summary.counts["refreshed"] == 1
+    assert summary.counts["unknown"] == 1
+
+
+def test_forced_message_delivered_twice_refreshes_once(
+    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock
+) -> None:
+    hs.add_account("211")
+    main = load_main(hs, monkeypatch)
+    run_once(main)
+    event = pubsub_cloud_event(
+        {"force": True, "accounts": ["211"]}, at=fixed_clock.advance(minutes=1)
+    )
+    assert deliver(main, event) == 200
+    assert deliver(main, event) == 200
+    assert hs.fake.refreshes[211] == 2  # the first run, then the forced one: not three
+
+
+def test_bad_messages_are_acknowledged_without_calls(hs: HubSpotSetup, monkeypatch) -> None:
+    hs.add_account("221")
+    main = load_main(hs, monkeypatch)
+    for data in (
+        "not json",
+        {"force": "yes"},
+        {"accounts": ["221"]},  # accounts without force
+        {"force": True, "accounts": []},
+        {"force": True, "accounts": [{"id": 1}]},
+        {"colour": "blue"},
+    ):
+        assert deliver(main, pubsub_cloud_event(data)) == 200
+    assert hs.token_calls() == 0
+    old = pubsub_cloud_event({}, at=datetime.now(UTC) - timedelta(hours=2))
+    assert deliver(main, old) == 200
+    assert hs.token_calls() == 0
+
+
+def test_disabled_account_is_skipped_until_enabled(
+    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock
+) -> None:
+    from cli import hubspot as cli
+
+    hs.add_account("301", enabled=False)
+    hs.add_account("302")
+    main = load_main(hs, monkeypatch)
+    summary = run_once(main, force=True)
+    assert dict(hs.fake.refreshes) == {302: 1}
+    assert summary.counts["disabled"] == 1
+    assert hs.store.latest_version("hubspot-301-access-token") is None
+
+    cli.set_enabled(hs.store, "301", True)
+    fixed_clock.advance(minutes=1)
+    run_once(main)
+    assert hs.fake.refreshes[301] == 1
+    cli.set_enabled(hs.store, "302", False)
+    fixed_clock.advance(minutes=1)
+    run_once(main, force=True)
+    assert hs.fake.refreshes[302] == 1
+
+
+def test_account_added_between_runs_is_picked_up(hs: HubSpotSetup, monkeypatch) -> None:
+    hs.add_account("401")
+    main = load_main(hs, monkeypatch)
+    run_once(main)
+    hs.add_account("402")
+    summary = run_once(main)
+    assert dict(hs.fake.refreshes) == {401: 1, 402: 1}
+    assert summary.counts["skipped_fresh"] == 1 and summary.counts["refreshed"] == 1
+
+
+def test_account_of_another_app_uses_the_credentials_its_annotations_name(
+    hs: HubSpotSetup, monkeypatch
+) -> None:
+    other_id, other_secret = hs.fake.add_app()
+    hs.store.create("hubspot-app2-client-id")
+    hs.store.create("hubspot-app2-client-secret")
+    hs.store.add_version("hubspot-app2-client-id", other_id)
+    hs.store.add_version("hubspot-app2-client-secret", other_secret)
+    hs.add_account(
+        "501",
+        client_id=other_id,
+        client_id_secret="hubspot-app2-client-id",
+        client_secret_secret="hubspot-app2-client-secret",
+    )
+    hs.add_account("502")
+    # The same app's token without the annotations: HubSpot refuses it.
+    hs.add_account("503", client_id=other_id)
+    main = load_main(hs, monkeypatch)
+
+    summary = run_once(main)
+
+    assert dict(hs.fake.refreshes) == {501: 1, 502: 1}
+    assert hs.status("501").state == "ok" and hs.status("502").state == "ok"
+    assert hs.status("503").state == "needs-reauth"
+    assert summary.counts["needs_reauth"] == 1
+
+
+def test_missing_client_secret_of_another_app_backs_off_with_a_clear_error(
+    hs: HubSpotSetup, monkeypatch
+) -> None:
+    hs.add_account(
+        "511",
+        client_id_secret="hubspot-missing-client-id",
+        client_secret_secret="hubspot-missing-client-secret",
+    )
+    main = load_main(hs, monkeypatch)
+    summary = run_once(main)
+    status = hs.status("511")
+    assert status.state == "backoff" and summary.counts["failed"] == 1
+    assert "hubspot-missing-client-id" in (status.last_error or "")
+    assert hs.token_calls() == 0
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_transient_failures_back_off_5_then_10_minutes_then_recover(
+    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock
+) -> None:
+    hs.add_account("601")
+    hs.add_account("602")
+    # A 10-minute margin keeps the healthy account fresh for the whole 15 minutes.
+    main = load_main(hs, monkeypatch, HUBSPOT_REFRESH_MARGIN_MINUTES="10")
+    start = fixed_clock.now()
+
+    hs.fake.inject("token", 503, count=1)
+    summary = run_once(main)
+    # Which of the two accounts met the fault depends on thread timing; find it.
+    failed = "601" if hs.fake.refreshes[601] == 0 else "602"
+    healthy = "602" if failed == "601" else "601"
+    assert summary.counts["failed"] == 1 and summary.counts["refreshed"] == 1
+    status = hs.status(failed)
+    assert status.state == "backoff"
+    assert status.failure_count == 1
+    assert status.next_attempt_at == start + timedelta(minutes=5)
+    assert status.last_error is not None and "503" in status.last_error
+    assert hs.status(healthy).state == "ok"
+
+    calls = hs.token_calls()
+    fixed_clock.advance(minutes=4, seconds=59)
+    summary = run_once(main)
+    assert hs.token_calls() == calls
+    assert summary.counts["in_backoff"] == 1
+
+    second_failure = fixed_clock.advance(seconds=1)
+    hs.fake.inject("token", 503, count=1)
+    run_once(main)
+    assert hs.token_calls() == calls + 1
+    status = hs.status(failed)
+    assert status.failure_count == 2
+    assert status.next_attempt_at == second_failure + timedelta(minutes=10)
+
+    fixed_clock.advance(minutes=9, seconds=59)
+    run_once(main)
+    assert hs.token_calls() == calls + 1
+
+    fixed_clock.advance(seconds=1)
+    run_once(main)
+    status = hs.status(failed)
+    assert status.state == "ok" and status.failure_count == 0
+    assert status.next_attempt_at is None and status.last_error is None
+    assert hs.fake.refreshes[int(failed)] == 1
+
+
+def test_backoff_is_capped_at_one_hour(hs: HubSpotSetup, monkeypatch, fixed_clock: Clock) -> None:
+    hs.add_account("611")
+    now = fixed_clock.now()
+    hs.set_status(
+        "611",
+        **{
+            "state": "backoff",
+            "failure-count": "6",
+            "next-attempt-at": t(now - timedelta(minutes=1)),
+            "expires-at": t(now - timedelta(hours=3)),
+        },
+    )
+    hs.fake.inject("token", 502, count=1)
+    main = load_main(hs, monkeypatch)
+    run_once(main)
+    status = hs.status("611")
+    assert status.failure_count == 7
+    assert status.next_attempt_at == now + timedelta(hours=1)
+
+
+def test_unrecognised_client_error_backs_off_instead_of_needs_reauth(
+    hs: HubSpotSetup, monkeypatch
+) -> None:
+    """A wrong URL (404) must not lock every account into needs-reauth."""
+    hs.add_account("621")
+    main = load_main(hs, monkeypatch, HUBSPOT_TOKEN_URL=f"{hs.fake.url}/oauth/v9/token")
+    summary = run_once(main)
+    assert hs.status("621").state == "backoff"
+    assert summary.counts["failed"] == 1
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    ["revoked", "deleted_portal", "wrong_client"],
+)
+def test_terminal_refusal_stops_calls_until_a_new_refresh_token_version(
+    hs: HubSpotSetup, monkeypatch, capsys, break_it: str
+) -> None:
+    token = hs.add_account("701")
+    hs.add_account("702")
+    main = load_main(hs, monkeypatch)
+    if break_it == "revoked":
+        hs.fake.revoke(token)
+    elif break_it == "deleted_portal":
+        hs.fake.delete_hub(701)
+    else:
+        hs.store.add_version("hubspot-client-secret", "not-the-right-client-secret")
+
+    summary = run_once(main)
+    status = hs.status("701")
+    assert status.state == "needs-reauth"
+    assert summary.counts["needs_reauth"] >= 1
+    expected = {"revoked": "BAD_REFRESH_TOKEN", "deleted_portal": "BAD_HUB"}
+    assert expected.get(break_it, "BAD_REFRESH_TOKEN") in (status.last_error or "")
+    errors = [
+        e for e in log_events(capsys.readouterr().out, "needs_reauth") if e.get("account") == "701"
+    ]
+    assert errors and errors[0]["severity"] == "ERROR"
+    assert "add-account 701" in errors[0]["message"]
+
+    # No more provider calls for it, forced or not, however much time passes.
+    calls = hs.fake.refused[701]
+    run_once(main)
+    run_once(main, force=True, accounts=("701",))
+    assert hs.fake.refused[701] == calls
+    assert hs.status("701").state == "needs-reauth"
+
+    # Someone re-authorises: a new refresh token (and, for the wrong client, the right secret).
+    if break_it == "deleted_portal":
+        hs.fake.deleted_hubs.discard(701)
+    if break_it == "wrong_client":
+        hs.store.add_version("hubspot-client-secret", hs.fake.client_secret)
+    else:
+        hs.add_account("701")
+    run_once(main)
+    status = hs.status("701")
+    assert status.state == "ok" and status.failure_count == 0
+    assert hs.fake.is_live(hs.access_token("701"))
+
+
+def test_one_failing_account_never_stops_the_others(hs: HubSpotSetup, monkeypatch) -> None:
+    tokens = {a: hs.add_account(a) for a in ("801", "802", "803", "804")}
+    hs.fake.revoke(tokens["802"])
+    hs.fake.delete_hub(803)
+    main = load_main(hs, monkeypatch)
+    summary = run_once(main)
+    assert dict(hs.fake.refreshes) == {801: 1, 804: 1}
+    assert summary.counts["needs_reauth"] == 2 and summary.counts["refreshed"] == 2
+
+
+# --- rotation ---------------------------------------------------------------------------------
+
+
+def test_rotated_refresh_token_is_stored_and_used_next(
+    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock
+) -> None:
+    first = hs.add_account("901")
+    hs.fake.rotation = "always"
+    hs.fake.old_token_survives_rotation = False
+    main = load_main(hs, monkeypatch)
+
+    run_once(main)
+    stored = hs.refresh_token("901")
+    assert stored != first and stored in hs.fake.grants
+    status = hs.status("901")
+    assert status.refresh_token_version == 2
+
+    fixed_clock.advance(minutes=1)
+    run_once(main, force=True)
+    assert hs.fake.refreshes[901] == 2  # the old token is dead: only the new one works
+    assert hs.status("901").state == "ok"
+
+    # Unchanged refresh token: no new version.
+    hs.fake.rotation = "never"
+    before = hs.store.latest_version("hubspot-901-refresh-token")
+    fixed_clock.advance(minutes=1)
+    run_once(main, force=True)
+    assert hs.store.latest_version("hubspot-901-refresh-token") == before
+    # Old versions are destroyed as new ones arrive: two of each stay live.
+    assert hs.live_versions("hubspot-901-access-token") == [2, 3]
+    assert hs.live_versions("hubspot-901-refresh-token") == [2, 3]
+
+
+def test_v3_endpoint_is_one_setting(hs: HubSpotSetup, monkeypatch) -> None:
+    hs.add_account("911")
+    main = load_main(hs, monkeypatch, HUBSPOT_TOKEN_URL=f"{hs.fake.url}/oauth/v3/token")
+    run_once(main)
+    assert hs.status("911").state == "ok"
+    assert hs.fake.calls == [("POST", "token")]
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cap", [1, 4])
+def test_concurrency_never_exceeds_the_cap(hs: HubSpotSetup, monkeypatch, cap: int) -> None:
+    accounts = [str(1000 + i) for i in range(12)]
+    for account in accounts:
+        hs.add_account(account)
+    hs.fake.latency = 0.15
+    main = load_main(hs, monkeypatch, HUBSPOT_CONCURRENCY=str(cap))
+    summary = run_once(main)
+    assert summary.counts["refreshed"] == 12
+    assert hs.fake.max_in_flight <= cap
+    if cap > 1:
+        assert hs.fake.max_in_flight >= 2  # the pool does run in parallel
+
+
+def test_concurrent_duplicate_deliveries_refresh_each_account_once(
+    hs: HubSpotSetup, monkeypatch, capsys
+) -> None:
+    accounts = [str(1100 + i) for i in range(6)]
+    for account in accounts:
+        hs.add_account(account)
+    hs.fake.latency = 0.05
+    main = load_main(hs, monkeypatch)
+    event = pubsub_cloud_event({})
+    codes: list[int] = []
+
+    def one() -> None:
+        codes.append(deliver(main, event))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert codes == [200] * 4
+    assert dict(hs.fake.refreshes) == {int(a): 1 for a in accounts}
+    lines = summaries(capsys.readouterr().out)
+    assert len(lines) == 4
+    assert sum(line["refreshed"] for line in lines) == 6
+
+
+def test_shard_mode_publishes_due_accounts_and_work_messages_refresh_them(
+    hs: HubSpotSetup, monkeypatch
+) -> None:
+    for account in ("1201", "1202", "1203", "1204", "1205", "1206"):
+        hs.add_account(account)
+    hs.set_status("1205", **{"state": "ok", "expires-at": t(clock.now() + timedelta(hours=1))})
+    main = load_main(hs, monkeypatch, HUBSPOT_SHARD_SIZE="2", HUBSPOT_WORK_TOPIC="hs-work")
+    published: list[bytes] = []
+
+    summary = main.fan_out(
+        main.SETTINGS,
+        main.clients(),
+        main.RunRequest(),
+        requested_at=clock.now(),
+        publish=published.append,
+    )
+
+    assert summary.shards == 3 and summary.counts["skipped_fresh"] == 1
+    messages: list[dict[str, Any]] = [json.loads(m) for m in published]
+    assert [m["accounts"] for m in messages] == [["1201", "1202"], ["1203", "1204"], ["1206"]]
+    assert [m["shard"] for m in messages] == ["1/3", "2/3", "3/3"]
+    assert hs.token_calls() == 0  # the planner never calls HubSpot
+
+    for message in messages:
+        assert deliver(main, pubsub_cloud_event(message)) == 200
+    assert dict(hs.fake.refreshes) == {1201: 1, 1202: 1, 1203: 1, 1204: 1, 1206: 1}
+    # A redelivered shard finds its accounts refreshed since the request.
+    assert deliver(main, pubsub_cloud_event(messages[0])) == 200
+    assert hs.token_calls() == 5
+
+
+def test_secret_manager_down_at_discovery_makes_pub_sub_retry(
+    hs: HubSpotSetup, monkeypatch, capsys
+) -> None:
+    import os
+    import urllib.request
+
+    hs.add_account("1401")
+    main = load_main(hs, monkeypatch)
+    request = urllib.request.Request(
+        f"{os.environ['SECRET_MANAGER_EMULATOR_ADMIN']}/faults",
+        data=json.dumps({"method": "ListSecrets", "code": "UNAVAILABLE", "count": 1}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+
+    assert deliver(main, pubsub_cloud_event({})) == 500  # raised: Pub/Sub delivers again
+    (line,) = summaries(capsys.readouterr().out)
+    assert line["result"] == "failed" and line["error"] == "discovery_failed"
+    assert hs.token_calls() == 0
+
+    assert deliver(main, pubsub_cloud_event({})) == 200  # the redelivery succeeds
+    assert hs.fake.refreshes[1401] == 1
+    (line,) = summaries(capsys.readouterr().out)
+    assert line["result"] == "completed" and line["refreshed"] == 1
+
+
+def test_throttled_secret_manager_reads_wait_and_retry(hs: HubSpotSetup, monkeypatch) -> None:
+    """Secret Manager's per-project quota answers 429: the account waits, it does not fail."""
+    import os
+    import urllib.request
+
+    hs.add_account("1501")
+    main = load_main(hs, monkeypatch)
+    for method in ("GetSecret", "AccessSecretVersion"):
+        fault = {"method": method, "code": "RESOURCE_EXHAUSTED", "count": 1}
+        request = urllib.request.Request(
+            f"{os.environ['SECRET_MANAGER_EMULATOR_ADMIN']}/faults",
+            data=json.dumps(fault).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+    summary = run_once(main)
+    assert summary.counts["refreshed"] == 1 and summary.counts["failed"] == 0
+    assert hs.status("1501").state == "ok"

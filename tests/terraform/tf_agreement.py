@@ -1,0 +1,273 @@
+"""The checks behind test_terraform_agrees_with_code.py, as plain functions returning the
+problems they find, so the tests can run them on the real tree and on mutated copies.
+
+The Terraform side comes from tools/tf_inventory.py (python-hcl2, in its own tool venv, so it
+runs as a subprocess); the code side from tools/function_scan.py (``ast``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.function_scan import PLATFORM_VARIABLES, FunctionFolder
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HCL2_PYTHON = REPO_ROOT / ".tools" / "hcl2" / "bin" / "python"
+INVENTORY_SCRIPT = REPO_ROOT / "tools" / "tf_inventory.py"
+
+ACCESSOR = "roles/secretmanager.secretAccessor"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_hcl2() -> None:
+    if HCL2_PYTHON.exists():
+        return
+    message = f"{HCL2_PYTHON} missing: run `make .tools/hcl2`"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def load_inventory(terraform_dir: Path) -> dict[str, Any]:
+    require_hcl2()
+    result = subprocess.run(
+        [str(HCL2_PYTHON), str(INVENTORY_SCRIPT), str(terraform_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise AssertionError(f"tf_inventory.py failed ({result.returncode}): {result.stderr}")
+    inventory: dict[str, Any] = json.loads(result.stdout)
+    return inventory
+
+
+def functions_of(inventory: dict[str, Any], folder: FunctionFolder) -> list[dict[str, Any]]:
+    return [f for f in inventory["functions"] if f["source_dir"] == f"functions/{folder.name}"]
+
+
+def topic_names(inventory: dict[str, Any]) -> set[str]:
+    return {t["name"] for t in inventory["topics"] if t["name"]}
+
+
+def secret_ids(inventory: dict[str, Any]) -> set[str]:
+    return {s["secret_id"] for s in inventory["secrets"] if s["secret_id"]}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_deployed(inventory: dict[str, Any], folder: FunctionFolder) -> list[str]:
+    """A function resource for the folder, one per entry point, each with the trigger its
+    decorator needs: a CloudEvent function a topic that exists, an HTTP function none."""
+    problems: list[str] = []
+    deployed = functions_of(inventory, folder)
+    if not deployed:
+        return [f"{folder.name}: no module.function has source_dir functions/{folder.name}"]
+    if not folder.entry_points:
+        problems.append(f"{folder.name}: main.py has no @functions_framework entry point")
+    topics = topic_names(inventory)
+    for name, decorator in sorted(folder.entry_points.items()):
+        if not any(f["entry_point"] == name for f in deployed):
+            problems.append(f"{folder.name}: entry point {name} ({decorator}) is not deployed")
+    for function in deployed:
+        where = f"{folder.name}: module.{function['module']}"
+        entry = str(function["entry_point"])
+        kind = folder.entry_points.get(entry)
+        if kind is None:
+            problems.append(f"{where}: entry_point {entry!r} is not a decorated function")
+            continue
+        if kind == "cloud_event":
+            if function["trigger"] != "topic":
+                problems.append(f"{where}: {entry} is a CloudEvent function but has no topic")
+            elif function["trigger_topic"] not in topics:
+                problems.append(
+                    f"{where}: trigger topic {function['trigger_topic']!r} is not a topic"
+                )
+            if function["public"]:
+                problems.append(f"{where}: a Pub/Sub-triggered function must not be public")
+        elif function["trigger"] != "http":
+            problems.append(f"{where}: {entry} is an HTTP function but has a trigger topic")
+    return problems
+
+
+def check_environment(inventory: dict[str, Any], folder: FunctionFolder) -> list[str]:
+    """Every variable read without a default is set; every variable set is read (a typo in
+    a variable name would otherwise silently fall back to the default)."""
+    problems: list[str] = []
+    read = set(folder.variables())
+    for function in functions_of(inventory, folder):
+        where = f"{folder.name}: module.{function['module']}"
+        env = set(function["environment"] or {})
+        for name in sorted(folder.required() - env):
+            problems.append(f"{where}: {name} is read without a default but not set")
+        for name in sorted(env - read - PLATFORM_VARIABLES):
+            problems.append(f"{where}: {name} is set but the code never reads it")
+    return problems
+
+
+def secrets_used(function: dict[str, Any], folder: FunctionFolder) -> tuple[set[str], list[str]]:
+    """Secret ids one deployed function reads: each *_SECRET setting's value in its
+    environment, or the code's default; plus ids the code names literally."""
+    used = set(folder.literal_secrets)
+    problems: list[str] = []
+    env = function["environment"] or {}
+    for name, default in sorted(folder.secret_settings().items()):
+        if name in env:
+            if env[name] is None:
+                problems.append(
+                    f"{folder.name}: module.{function['module']}: {name} cannot be resolved "
+                    "statically; set it from a google_secret_manager_secret"
+                )
+            else:
+                used.add(env[name])
+        elif default:
+            used.add(default)
+    return used, problems
+
+
+def check_secrets(inventory: dict[str, Any], folder: FunctionFolder) -> list[str]:
+    """Every secret the function reads exists; its service account can read exactly those
+    secrets (with several service accounts for one folder: together exactly those, each
+    none beyond them, since the scan cannot tell which entry point reads which)."""
+    problems: list[str] = []
+    existing = secret_ids(inventory)
+    deployed = functions_of(inventory, folder)
+    needed: set[str] = set()
+    for function in deployed:
+        used, unresolved = secrets_used(function, folder)
+        problems += unresolved
+        needed |= used
+        for secret in sorted(used - existing):
+            problems.append(
+                f"{folder.name}: module.{function['module']} reads secret {secret!r}, "
+                "which no google_secret_manager_secret creates"
+            )
+    accounts = {f["service_account"] for f in deployed}
+    if None in accounts:
+        problems.append(f"{folder.name}: a function's service account cannot be resolved")
+        accounts.discard(None)
+    readable_by: dict[str, set[str]] = {a: set() for a in accounts}
+    any_role_by: dict[str, set[str]] = {a: set() for a in accounts}
+    for member in inventory["secret_iam"]:
+        account = member["service_account"]
+        if account in readable_by and member["secret_id"]:
+            any_role_by[account].add(member["secret_id"])
+            if member["role"] == ACCESSOR:
+                readable_by[account].add(member["secret_id"])
+    for member in inventory.get("project_iam", []):
+        account = member["service_account"]
+        if account not in readable_by or not _touches_secrets(member["role"], inventory):
+            continue
+        prefixes = re.findall(r'/secrets/([^"\\)]+)"', member["condition"] or "")
+        if not prefixes:
+            problems.append(
+                f"{folder.name}: {member['address']} grants {member['role']} on every secret "
+                "of the project (no condition on the secret name)"
+            )
+            continue
+        matched = {s for s in existing if s.startswith(tuple(prefixes))}
+        any_role_by[account] |= matched
+        if member["role"] == ACCESSOR:
+            readable_by[account] |= matched
+    for account in sorted(accounts):
+        extra = any_role_by[account] - needed
+        if extra:
+            problems.append(
+                f"{folder.name}: service account {account} has access to secrets the code "
+                f"does not read: {sorted(extra)}"
+            )
+        if len(accounts) == 1:
+            missing = needed - readable_by[account]
+            if missing:
+                problems.append(
+                    f"{folder.name}: service account {account} cannot read {sorted(missing)} "
+                    f"({ACCESSOR} missing)"
+                )
+    if len(accounts) > 1:
+        missing = needed - set().union(*readable_by.values())
+        if missing:
+            problems.append(f"{folder.name}: no service account can read {sorted(missing)}")
+    return problems
+
+
+# Permissions that only reveal secret names and metadata, never data or changes.
+METADATA_ONLY = frozenset({"secretmanager.secrets.list", "secretmanager.locations.list"})
+
+
+def _touches_secrets(role: str | None, inventory: dict[str, Any]) -> bool:
+    if not role:
+        return False
+    if role.startswith("roles/secretmanager."):
+        return True
+    permissions = inventory.get("custom_roles", {}).get(role) or []
+    return any(p.startswith("secretmanager.") and p not in METADATA_ONLY for p in permissions)
+
+
+def check_topics(inventory: dict[str, Any], folder: FunctionFolder) -> list[str]:
+    """Every topic the code publishes to (settings named *_TOPIC) exists."""
+    problems: list[str] = []
+    topics = topic_names(inventory)
+    for function in functions_of(inventory, folder):
+        env = function["environment"] or {}
+        for name, default in sorted(folder.topic_settings().items()):
+            value = env.get(name, default) if name in env else default
+            if name in env and value is None:
+                problems.append(f"{folder.name}: {name} cannot be resolved statically")
+            elif value and value not in topics:
+                problems.append(f"{folder.name}: {name}={value!r} is not a topic")
+    return problems
+
+
+def check_service_accounts(inventory: dict[str, Any], folders: list[FunctionFolder]) -> list[str]:
+    """Each function folder runs as its own service account, created in the module."""
+    problems: list[str] = []
+    known = {a["account_id"] for a in inventory["service_accounts"]}
+    owner: dict[str, str] = {}
+    for folder in folders:
+        for function in functions_of(inventory, folder):
+            account = function["service_account"]
+            if account not in known:
+                problems.append(f"{folder.name}: service account {account!r} is not created here")
+            if account in owner and owner[account] != folder.name:
+                problems.append(
+                    f"{folder.name}: shares service account {account} with {owner[account]}"
+                )
+            owner.setdefault(account, folder.name)
+    return problems
+
+
+def check_scheduler(inventory: dict[str, Any]) -> list[str]:
+    """Scheduler jobs publish to topics that exist, and some function listens there."""
+    problems: list[str] = []
+    topics = topic_names(inventory)
+    triggers = {f["trigger_topic"] for f in inventory["functions"]}
+    for job in inventory["scheduler_jobs"]:
+        if job["http_uri"] is not None:
+            continue
+        if job["topic"] not in topics:
+            problems.append(f"{job['address']}: publishes to {job['topic']!r}, not a topic")
+        elif job["topic"] not in triggers:
+            problems.append(f"{job['address']}: no function is triggered by {job['topic']!r}")
+    return problems
+
+
+def all_problems(inventory: dict[str, Any], folders: list[FunctionFolder]) -> list[str]:
+    problems = check_scheduler(inventory) + check_service_accounts(inventory, folders)
+    for folder in folders:
+        for check in (check_deployed, check_environment, check_secrets, check_topics):
+            problems += check(inventory, folder)
+    return problems

@@ -1,0 +1,178 @@
+"""Fixtures and helpers shared by the Universign tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import flask
+import pytest
+
+from devtools import gcp
+from devtools.fakes.universign import UniversignFake
+from devtools.stack import Stack
+from shared.secrets import SecretStore
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDER = REPO / "functions" / "universign_webhook"
+_counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Kit:
+    fake: UniversignFake
+    env: dict[str, str]
+    project: str
+    state: Any  # google.cloud.storage.Bucket
+    archive: Any
+    subscription: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def doc(self, transaction_id: str) -> dict[str, Any] | None:
+        blob = self.state.get_blob(f"universign/transactions/{transaction_id}.json")
+        return None if blob is None else json.loads(blob.download_as_bytes())
+
+    def must(self, transaction_id: str) -> dict[str, Any]:
+        doc = self.doc(transaction_id)
+        assert doc is not None, f"no document for {transaction_id}"
+        return doc
+
+    def names(self, prefix: str) -> list[str]:
+        return sorted(b.name for b in self.state.list_blobs(prefix=prefix))
+
+    def archived(self, transaction_id: str) -> dict[str, Any]:
+        prefix = f"universign/{transaction_id}/"
+        return {b.name[len(prefix) :]: b for b in self.archive.list_blobs(prefix=prefix)}
+
+    def messages(self, expect: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Status-change messages published so far: waits until at least ``expect`` arrived,
+        then collects any extra that is already there."""
+        subscriber = gcp.subscriber()
+        try:
+            deadline = time.monotonic() + timeout
+            while len(self.received) < expect and time.monotonic() < deadline:
+                self._pull(subscriber, immediate=False)
+            for _ in range(2):
+                self._pull(subscriber, immediate=True)
+        finally:
+            subscriber.close()
+        return list(self.received)
+
+    def _pull(self, subscriber: Any, *, immediate: bool) -> None:
+        try:
+            response = subscriber.pull(
+                request={
+                    "subscription": self.subscription,
+                    "max_messages": 100,
+                    "return_immediately": immediate,
+                },
+                timeout=3 if immediate else 5,
+            )
+        except Exception:  # noqa: BLE001 - a pull timeout just means nothing yet
+            return
+        if response.received_messages:
+            subscriber.acknowledge(
+                request={
+                    "subscription": self.subscription,
+                    "ack_ids": [m.ack_id for m in response.received_messages],
+                }
+            )
+        for m in response.received_messages:
+            self.received.append(json.loads(m.message.data))
+
+
+def make_kit(stack: Stack, fake: UniversignFake, **extra: str) -> Kit:
+    project = stack.project
+    state_name, archive_name = unique("uni-state"), unique("uni-archive")
+    state = gcp.create_bucket(state_name, project=project)
+    archive = gcp.create_bucket(archive_name, project=project)
+    key_secret = unique("universign-api-key")
+    store = SecretStore(project)
+    store.create(key_secret)
+    store.add_version(key_secret, fake.api_key)
+    topic = unique("universign-status")
+    gcp.create_topic(project, topic)
+    subscription = gcp.create_subscription(project, topic, unique("sub"))
+    env = {
+        **stack.env(),
+        "STATE_BUCKET": state_name,
+        "ARCHIVE_BUCKET": archive_name,
+        "UNIVERSIGN_API_URL": fake.url,
+        "UNIVERSIGN_API_KEY_SECRET": key_secret,
+        "UNIVERSIGN_STATUS_TOPIC": topic,
+        "HTTP_ATTEMPTS": "2",
+        **extra,
+    }
+    return Kit(fake, env, project, state, archive, subscription)
+
+
+@pytest.fixture(name="fake")
+def fake_fixture() -> Iterator[UniversignFake]:
+    server = UniversignFake()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(name="kit")
+def kit_fixture(stack: Stack, fake: UniversignFake) -> Kit:
+    return make_kit(stack, fake)
+
+
+def load_main(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A fresh copy of the function module with ``env`` applied (settings are read at import)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if str(FOLDER) not in sys.path:
+        monkeypatch.syspath_prepend(str(FOLDER))
+    name = f"universign_webhook_main_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, FOLDER / "main.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def webhook_client(module: ModuleType) -> Any:
+    """A Flask test client that hands every request to the module's webhook entry point."""
+    app = flask.Flask(f"test-{module.__name__}")
+
+    def view() -> Any:
+        return module.universign_webhook(flask.request)
+
+    app.add_url_rule("/", "webhook", view, methods=["GET", "POST", "PUT"])
+    return app.test_client()
+
+
+def post_event(client: Any, fake: UniversignFake, event: dict[str, Any] | bytes, **kw: Any) -> Any:
+    body = event if isinstance(event, bytes) else fake.encode(event)
+    headers = {"Content-Type": "application/json"}
+    signature = kw.pop("signature", None)
+    headers["X-JWS-Signature"] = signature if signature is not None else fake.key.sign(body)
+    return client.post("/" + kw.pop("query", ""), data=body, headers=headers)
+
+
+def env_without_stack(fake: UniversignFake) -> dict[str, str]:
+    return {
+        "GOOGLE_CLOUD_PROJECT": os.environ.get("GOOGLE_CLOUD_PROJECT", "local-project"),
+        "STATE_BUCKET": "unused",
+        "ARCHIVE_BUCKET": "unused",
+        "UNIVERSIGN_API_URL": fake.url,
+    }

@@ -1,0 +1,1 @@
+"""Project tooling: Terraform inventory, code scan, generated docs."""
