@@ -16,14 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+# gRPC prints connection notices at shutdown that say nothing about the demo; it reads this
+# when first imported, so it is set before anything imports it.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import requests
 
 from devtools import gcp, scheduler
 from devtools.fakes.bitrix24 import Bitrix24Fake
 from devtools.stack import FunctionServer, Stack, start_function
-
-# gRPC prints connection notices at shutdown that say nothing about the demo.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 PROJECT = "local-project"
 SECRETS = ("b24-client-id", "b24-client-secret", "b24-refresh-token", "b24-access-token")
@@ -139,6 +140,11 @@ def main() -> int:
             say(f"  -> {summary['result']} ({summary['reason']})")
             show_state(store)
             say(f"  Bitrix24 token endpoint calls: {fake.refreshes}; tokens reused: {fake.reused}")
+            say("\n$ python -m cli status --project local-project   # what an operator sees")
+            from cli.__main__ import main as cli_main
+
+            code = cli_main(["status", "--project", PROJECT])
+            say(f"  (exit status {code}: non-zero when something needs attention)")
             say(f"\nLogs of this run: {log_dir}")
         finally:
             server.stop()
