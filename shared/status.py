@@ -151,7 +151,10 @@ def decide(
         # The provider already refused this refresh token: calling again only adds noise.
         return Decision(False, "needs-reauth")
     if force:
-        if requested_at and status.refreshed_at and status.refreshed_at >= requested_at:
+        # refreshed-at is kept to the second, so the request is compared at that resolution:
+        # a duplicate delivered within the second of its refresh must not refresh again.
+        asked = requested_at.replace(microsecond=0) if requested_at else None
+        if asked and status.refreshed_at and status.refreshed_at >= asked:
             return Decision(False, "already refreshed since the request")
         return Decision(True, "forced")
     if reauthorised:

@@ -162,7 +162,21 @@ module "graph_webhook_renew" {
     GRAPH_CLIENT_SECRET_SECRET = google_secret_manager_secret.graph["client_secret"].secret_id
     GRAPH_CLIENT_STATE_SECRET  = google_secret_manager_secret.graph["client_state"].secret_id
     RUN_DEADLINE_SECONDS       = "240"
+    STATE_BUCKET               = google_storage_bucket.state.name
+    LOCK_LEASE_SECONDS         = "600"
   }
 
   depends_on = [google_secret_manager_secret_iam_member.graph_renew_read]
+}
+
+# The reconciler's lock: one object under locks/ in the state bucket, nothing else.
+resource "google_storage_bucket_iam_member" "graph_renew_lock" {
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.graph_renew.email}"
+
+  condition {
+    title      = "graph-renew-lock-only"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/locks/graph-webhook-renew\")"
+  }
 }

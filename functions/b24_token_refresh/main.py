@@ -35,6 +35,8 @@ from shared.status import CredentialStatus, decide
 # Bitrix24-specific codes that need a person: the trial or paid period ended, or the app
 # was removed from the portal.
 TERMINAL_CODES = frozenset({"invalid_grant", "invalid_client", "PAYMENT_REQUIRED"})
+# Of the run's deadline, what provider retries may not use: storing a rotated token needs it.
+PERSIST_RESERVE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,12 @@ class Tokens:
 
 
 def call_bitrix24(
-    settings: Settings, c: _Clients, client_id: str, client_secret: str, refresh_token: str
+    settings: Settings,
+    c: _Clients,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    deadline: float,
 ) -> Tokens:
     """GET the token endpoint. The client secret travels in the query string, so neither the
     URL nor the request ever reaches a log line or an exception (see shared.http)."""
@@ -230,6 +237,8 @@ def call_bitrix24(
             "refresh_token": refresh_token,
         },
         headers={"Accept": "application/json"},
+        # Waits asked for by Retry-After must leave time to store what comes back.
+        deadline=deadline - PERSIST_RESERVE_SECONDS,
     )
     if response.status_code != 200:
         raise oauth_error(response, terminal_codes=TERMINAL_CODES, where="Bitrix24 token endpoint")
@@ -267,7 +276,7 @@ def _refresh(
     client_secret = c.store.read(settings.client_secret_secret).value
     refresh_token = c.store.read(settings.refresh_token_secret)
     try:
-        tokens = call_bitrix24(settings, c, client_id, client_secret, refresh_token.value)
+        tokens = call_bitrix24(settings, c, client_id, client_secret, refresh_token.value, deadline)
     except ProviderError as error:
         return _failed(settings, c, status, refresh_token.version, error)
 

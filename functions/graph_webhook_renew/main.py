@@ -68,6 +68,9 @@ class Settings:
     http_timeout_seconds: int
     notify_max_bytes: int
     publish_timeout_seconds: int
+    state_bucket: str | None
+    lock_lease: timedelta
+    lock_wait_seconds: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -96,6 +99,10 @@ class Settings:
             notify_max_bytes=env_int("GRAPH_NOTIFY_MAX_BYTES", 1_000_000, minimum=1024),
             # Graph wants a 2xx within 3 s; waiting longer than that for Pub/Sub helps nobody.
             publish_timeout_seconds=env_int("GRAPH_PUBLISH_TIMEOUT_SECONDS", 2, minimum=1),
+            # The reconciler's lock; the notify function takes none and has no bucket.
+            state_bucket=env_optional("STATE_BUCKET"),
+            lock_lease=timedelta(seconds=env_int("LOCK_LEASE_SECONDS", 600, minimum=30)),
+            lock_wait_seconds=env_int("LOCK_WAIT_SECONDS", 60, minimum=0),
         )
 
 
@@ -278,6 +285,41 @@ def reconcile(settings: Settings, c: _Shared, request: RenewRequest, *, deadline
         )
         report(settings, tally, request.reason, time.monotonic() - started, "config_error")
         return tally
+    # Overlapping runs (a lifecycle event during the daily run, a redelivery) would each see
+    # a subscription missing and each create it: one run at a time, re-listing after the lock.
+    from shared.lock import LeaseLock, storage_client
+
+    lock = (
+        LeaseLock(
+            storage_client().bucket(settings.state_bucket),
+            "graph-webhook-renew",
+            lease=settings.lock_lease,
+        )
+        if settings.state_bucket
+        else None
+    )
+    if lock is not None:
+        wait = max(0.0, min(settings.lock_wait_seconds, deadline - time.monotonic()))
+        if not lock.acquire(wait):
+            report(settings, tally, request.reason, time.monotonic() - started, "lock_busy")
+            raise TransientError("another reconciler run holds the lock", code="lock_busy")
+    try:
+        _reconcile_locked(settings, c, request, tally, deadline)
+    finally:
+        if lock is not None:
+            lock.release()
+    report(settings, tally, request.reason, time.monotonic() - started)
+    transient = [e for e in tally.errors if not e.terminal]
+    if transient:
+        # Pub/Sub delivers the trigger again; what succeeded is simply unchanged next time.
+        raise transient[0]
+    return tally
+
+
+def _reconcile_locked(
+    settings: Settings, c: _Shared, request: RenewRequest, tally: Tally, deadline: float
+) -> None:
+    assert settings.notification_url is not None
     try:
         graph = c.graph
         must_renew = _reauthorize(graph, request.reauthorize, tally, deadline)
@@ -316,12 +358,6 @@ def reconcile(settings: Settings, c: _Shared, request: RenewRequest, *, deadline
         tally.failed += 1
         tally.errors.append(error)
         _log_failure(None, error)
-    report(settings, tally, request.reason, time.monotonic() - started)
-    transient = [e for e in tally.errors if not e.terminal]
-    if transient:
-        # Pub/Sub delivers the trigger again; what succeeded is simply unchanged next time.
-        raise transient[0]
-    return tally
 
 
 # 3. Call Graph ---------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class GraphWorld:
     notifications_topic: str
     renew_topic: str
     store: SecretStore
+    state_bucket: str
 
     @property
     def notify_url(self) -> str:
@@ -67,6 +68,7 @@ class GraphWorld:
             "GRAPH_USER_ID": "11111111-2222-3333-4444-555555555555",
             "GRAPH_NOTIFICATIONS_TOPIC": self.notifications_topic,
             "GRAPH_RENEW_TOPIC": self.renew_topic,
+            "STATE_BUCKET": self.state_bucket,
             **self.secrets,
             **extra,
         }
@@ -106,9 +108,19 @@ def world(stack: devstack.Stack, tmp_path_factory: pytest.TempPathFactory) -> It
         },
         log_dir=tmp_path_factory.mktemp("graph-notify-logs"),
     )
+    state_bucket = unique("graph-state")
+    gcp.create_bucket(state_bucket)
     try:
         yield GraphWorld(
-            project, fake, notify, client_state, names, notifications_topic, renew_topic, store
+            project,
+            fake,
+            notify,
+            client_state,
+            names,
+            notifications_topic,
+            renew_topic,
+            store,
+            state_bucket,
         )
     finally:
         notify.stop()

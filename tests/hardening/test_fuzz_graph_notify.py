@@ -1,0 +1,26 @@
+"""A few hundred generated requests against graph_webhook_notify (the dedicated command,
+``python -m devtools.fuzz --endpoint graph``, sends 10,000): no 5xx, no unhandled exception,
+nothing published without the real clientState, and a genuine notification still published."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from devtools import fuzz
+
+SAMPLE = 300
+
+
+@pytest.mark.skipif(not fuzz.GRAPH_SOURCE.is_file(), reason=f"{fuzz.GRAPH_SOURCE} is missing")
+def test_graph_notify_survives_generated_requests(stack: Any) -> None:
+    endpoint = fuzz.make_endpoint("graph")
+    result = fuzz.fuzz(endpoint, SAMPLE)
+    summary = result.summary()
+    assert result.requests == SAMPLE
+    assert summary["responses_5xx"] == 0, summary["examples_5xx"]
+    assert summary["unhandled_exceptions"] == 0, summary["examples_unhandled"]
+    assert summary["published_without_valid_secret"] == 0
+    assert summary["positive_control"] == "ok"
+    assert result.ok
