@@ -81,7 +81,8 @@ MEANINGS: dict[str, str] = {
     "CEGID_DISCOVERY_PATH": "Path used to discover the data-source provider [unconfirmed].",
     "CEGID_SCHEDULERS_PATH": "Path listing the scheduled queries.",
     "CEGID_SCHEDULER_UPDATE_PATH": "Path used to force a scheduled query.",
-    "CEGID_PROVIDER_ID": "Data-source provider id; empty discovers it.",
+    "CEGID_PROVIDER_ID": "Data-source provider id; empty: list and force refuse and point to "
+    "`python -m cli cegid discover`.",
     "CEGID_API_KEY_ID_SECRET": "Secret holding the Cegid API key id.",
     "CEGID_API_KEY_SECRET_SECRET": "Secret holding the Cegid API key secret.",
     "CEGID_SUBSCRIPTION_KEY_SECRET": "Secret holding the API Management subscription key.",
@@ -95,7 +96,8 @@ MEANINGS: dict[str, str] = {
     "CEGID_STORAGE_TIMEOUT_SECONDS": "Timeout of each storage call.",
     "CEGID_PLAN_MIB_PER_SECOND": "Throughput assumed when deciding whether a file still fits in "
     "this run.",
-    "CEGID_FORCE_TIME": "Time of day forced query runs are scheduled at (unset: now).",
+    "CEGID_FORCE_TIME": "Time of day (HH:MM UTC) forced query runs are scheduled at "
+    "(unset: now + 15 minutes).",
     # Universign
     "UNIVERSIGN_API_URL": "Universign API host.",
     "UNIVERSIGN_SIGNATURE_HEADER": "Comma-separated header names that may carry the webhook "
