@@ -23,5 +23,12 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``, to the second: the form every annotation uses."""
+    """RFC 3339 in UTC with a ``Z``, to the second: the form annotations show people."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_precise_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, to the millisecond: for times compared with a request's
+    publish time, where a whole second would hide which came first."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.clock import format_time, parse_time
+from shared.clock import format_precise_time, format_time, parse_time
 
 State = Literal["unknown", "ok", "backoff", "needs-reauth"]
 STATES: tuple[State, ...] = ("unknown", "ok", "backoff", "needs-reauth")
@@ -66,7 +66,8 @@ class CredentialStatus:
         return {
             "state": self.state,
             "expires-at": t(self.expires_at),
-            "refreshed-at": t(self.refreshed_at),
+            # To the millisecond: a forced request is compared with it (see decide).
+            "refreshed-at": format_precise_time(self.refreshed_at) if self.refreshed_at else None,
             "last-error": self.last_error[:500] if self.last_error else None,
             "last-error-at": t(self.last_error_at),
             "failure-count": str(self.failure_count),
@@ -151,10 +152,9 @@ def decide(
         # The provider already refused this refresh token: calling again only adds noise.
         return Decision(False, "needs-reauth")
     if force:
-        # refreshed-at is kept to the second, so the request is compared at that resolution:
-        # a duplicate delivered within the second of its refresh must not refresh again.
-        asked = requested_at.replace(microsecond=0) if requested_at else None
-        if asked and status.refreshed_at and status.refreshed_at >= asked:
+        # A redelivery of a request that was already served must not spend another token;
+        # refreshed-at keeps milliseconds, so a new request a moment after a refresh still runs.
+        if requested_at and status.refreshed_at and status.refreshed_at >= requested_at:
             return Decision(False, "already refreshed since the request")
         return Decision(True, "forced")
     if reauthorised:

@@ -333,10 +333,6 @@ def judge(
     """``shared.status.decide`` plus two HubSpot-run rules: a message published before the
     account's last refresh needs no second one (duplicate deliveries, shards of the same run),
     and new client-credential versions lift a terminal refusal like a new refresh token."""
-    if requested_at is not None:
-        # Annotations keep whole seconds; publish times have fractions. A refresh in the
-        # same second as the request counts as after it.
-        requested_at = requested_at.replace(microsecond=0)
     if (
         requested_at is not None
         and status.state == "ok"
@@ -849,7 +845,7 @@ def fan_out(
                 "shard": f"{index}/{len(chunks)}",
             }
             if requested_at is not None:
-                payload["requested_at"] = clock.format_time(requested_at)
+                payload["requested_at"] = clock.format_precise_time(requested_at)
             send(json.dumps(payload).encode("utf-8"))
     except Exception:
         log.exception("could not plan or publish the HubSpot shards; Pub/Sub delivers again")

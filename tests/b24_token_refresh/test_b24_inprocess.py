@@ -71,7 +71,7 @@ def test_run_refreshes_when_expiry_enters_the_margin(b24: B24, client, monkeypat
 
 def test_force_refreshes_now_and_old_versions_are_destroyed(b24: B24, client) -> None:
     for n in range(4):
-        # Each request a few seconds after the previous refresh (refreshed-at keeps seconds).
+        # Each request published after the previous refresh: each one is a new request.
         asked = datetime.now(UTC) + timedelta(seconds=2 * (n + 1))
         assert deliver(client, {"force": True}, time=asked) == 200
     assert b24.fake.refreshes == 4

@@ -256,15 +256,24 @@ def test_duplicate_delivery_calls_the_provider_once(b24_world: B24World, client)
     assert check_consistent(b24_world) == "whole"
 
 
-def test_duplicate_force_within_the_same_second_calls_once(
+def test_force_within_the_same_second_as_a_refresh(
     b24_world: B24World, client, monkeypatch
 ) -> None:
-    frozen = datetime.now(UTC).replace(microsecond=500_000)
-    monkeypatch.setattr(clock, "now", lambda: frozen)
-    published = frozen - timedelta(milliseconds=100)
+    """Within one second: a redelivery of the request a refresh served is not repeated, a new
+    request published after that refresh is honoured."""
+    start = datetime.now(UTC).replace(microsecond=200_000)
+    moment = [start]
+    monkeypatch.setattr(clock, "now", lambda: moment[0])
+    served = start - timedelta(milliseconds=100)
     for _ in range(2):
-        assert deliver(client, {"force": True}, published=published, message_id="dup-3") == 200
+        assert deliver(client, {"force": True}, published=served, message_id="dup-3") == 200
     assert b24_world.fake.refreshes == 1
+    moment[0] = start + timedelta(milliseconds=400)
+    newer = start + timedelta(milliseconds=300)
+    for _ in range(2):
+        assert deliver(client, {"force": True}, published=newer, message_id="new-4") == 200
+    assert b24_world.fake.refreshes == 2
+    assert check_consistent(b24_world) == "whole"
 
 
 @pytest.mark.parametrize("data", [{}, {"force": True}])

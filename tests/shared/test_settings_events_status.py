@@ -155,6 +155,29 @@ def test_force_is_satisfied_by_a_refresh_after_the_request() -> None:
     assert earlier.refresh
 
 
+def test_force_within_the_second_of_a_refresh_is_told_apart_by_milliseconds() -> None:
+    refreshed = NOW + timedelta(milliseconds=500)
+    stored = status(state="ok", expires_at=NOW + timedelta(hours=1), refreshed_at=refreshed)
+    # Through the annotations, as the next run reads them.
+    s = CredentialStatus.from_annotations(
+        {k: v for k, v in stored.to_annotations().items() if v is not None}
+    )
+    assert s.refreshed_at == refreshed
+
+    def forced(requested_at: datetime) -> bool:
+        return decide(
+            s,
+            now=NOW + timedelta(seconds=1),
+            margin=MARGIN,
+            refresh_token_version=None,
+            force=True,
+            requested_at=requested_at,
+        ).refresh
+
+    assert not forced(NOW + timedelta(milliseconds=200))  # asked before it: already served
+    assert forced(NOW + timedelta(milliseconds=800))  # asked after it: a new request
+
+
 def test_backoff_delays_double_up_to_the_cap() -> None:
     backoff = Backoff(first=timedelta(minutes=5), cap=timedelta(hours=1))
     assert [backoff.delay(n) for n in (1, 2, 3, 4, 5, 9)] == [
@@ -174,7 +197,7 @@ def test_annotations_round_trip() -> None:
     s = CredentialStatus(
         state="needs-reauth",
         expires_at=NOW,
-        refreshed_at=NOW - timedelta(hours=1),
+        refreshed_at=NOW - timedelta(hours=1, microseconds=250_000),
         last_error="invalid_grant",
         last_error_at=NOW,
         failure_count=2,
@@ -182,4 +205,5 @@ def test_annotations_round_trip() -> None:
     )
     annotations = {k: v for k, v in s.to_annotations().items() if v is not None}
     assert annotations["expires-at"] == "2026-11-22T12:00:00Z"
+    assert annotations["refreshed-at"] == "2026-11-22T10:59:59.750Z"
     assert CredentialStatus.from_annotations(annotations) == s
