@@ -23,11 +23,16 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 import requests
 
 from devtools import gcp, scheduler
-from devtools.fakes.bitrix24 import Bitrix24Fake
+from devtools.fakes.bitrix24 import Bitrix24Fake, seed_secrets
 from devtools.stack import FunctionServer, Stack, start_function
 
 PROJECT = "local-project"
-SECRETS = ("b24-client-id", "b24-client-secret", "b24-refresh-token", "b24-access-token")
+SECRETS = {
+    "client_id": "b24-client-id",
+    "client_secret": "b24-client-secret",
+    "refresh_token": "b24-refresh-token",
+    "access_token": "b24-access-token",
+}
 
 
 def say(text: str = "") -> None:
@@ -96,11 +101,7 @@ def main() -> int:
 
         store = SecretStore(PROJECT)
         say("\n== Secrets, as deploy.sh would add them (values are never printed) ==")
-        for secret_id in SECRETS:
-            store.create(secret_id, labels={"integration": "bitrix24"})
-        store.add_version("b24-client-id", fake.client_id)
-        store.add_version("b24-client-secret", fake.client_secret)
-        store.add_version("b24-refresh-token", fake.new_refresh_token())
+        seed_secrets(fake, store, SECRETS)
         show_state(store)
 
         gcp.create_bucket("local-keepalive-state", project=PROJECT)

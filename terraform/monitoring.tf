@@ -314,61 +314,69 @@ resource "google_monitoring_alert_policy" "no_success" {
   }
 }
 
-resource "google_monitoring_alert_policy" "graph_expiring" {
-  display_name          = "Microsoft Graph: a subscription expires within ${var.graph_expiry_alert_minutes / 60} hours"
-  combiner              = "OR"
-  severity              = "ERROR"
-  notification_channels = local.alert_channels
-
-  conditions {
-    display_name = "Graph subscription close to expiry"
-    condition_threshold {
-      filter          = "${local.user_metric}/${google_logging_metric.graph_expiring.name}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-      trigger {
-        count = 1
-      }
+# Alerts that fire when a counting metric goes above a threshold within a window.
+locals {
+  metric_alerts = {
+    graph_expiring = {
+      display_name = "Microsoft Graph: a subscription expires within ${var.graph_expiry_alert_minutes / 60} hours"
+      condition    = "Graph subscription close to expiry"
+      severity     = "ERROR"
+      metric       = google_logging_metric.graph_expiring.name
+      threshold    = 0
+      window       = "300s"
+      runbook      = "docs/runbooks/graph-subscription-lost.md"
+      summary      = <<-EOT
+        A renewal run left a Microsoft Graph subscription expiring within
+        ${var.graph_expiry_alert_minutes} minutes: renewals are failing. Once it expires, Graph
+        stops sending notifications and the subscription must be created again.
+      EOT
     }
-  }
-
-  alert_strategy {
-    auto_close = "86400s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = <<-EOT
-      A renewal run left a Microsoft Graph subscription expiring within
-      ${var.graph_expiry_alert_minutes} minutes: renewals are failing. Once it expires, Graph
-      stops sending notifications and the subscription must be created again.
-
-      Runbook: ${local.runbook_prefix}docs/runbooks/graph-subscription-lost.md
-    EOT
+    cegid_failures = {
+      display_name = "Cegid: transfer failures"
+      condition    = "Cegid files or runs failed"
+      severity     = "ERROR"
+      metric       = google_logging_metric.cegid_failures.name
+      threshold    = 0
+      window       = "300s"
+      runbook      = "docs/runbooks/cegid-sas-expired.md"
+      summary      = <<-EOT
+        Cegid files failed to copy, or a transfer run failed (an expired SAS URL shows as
+        result `sas_invalid`). Files that failed are retried by the next run.
+      EOT
+    }
+    universign_rejected = {
+      display_name = "Universign: webhook calls failing signature checks"
+      condition    = "Universign webhooks rejected"
+      severity     = "WARNING"
+      metric       = google_logging_metric.universign_rejected.name
+      threshold    = var.universign_signature_failure_threshold
+      window       = "900s"
+      runbook      = "docs/runbooks/universign-signature-failures.md"
+      summary      = <<-EOT
+        More than ${var.universign_signature_failure_threshold} Universign webhook calls in 15
+        minutes failed the token or signature check. Status changes still arrive through the
+        poll, later.
+      EOT
+    }
   }
 }
 
-resource "google_monitoring_alert_policy" "cegid_failures" {
-  display_name          = "Cegid: transfer failures"
+resource "google_monitoring_alert_policy" "metric_above" {
+  for_each              = local.metric_alerts
+  display_name          = each.value.display_name
   combiner              = "OR"
-  severity              = "ERROR"
+  severity              = each.value.severity
   notification_channels = local.alert_channels
 
   conditions {
-    display_name = "Cegid files or runs failed"
+    display_name = each.value.condition
     condition_threshold {
-      filter          = "${local.user_metric}/${google_logging_metric.cegid_failures.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = "${local.user_metric}/${each.value.metric}\" AND resource.type=\"cloud_run_revision\""
       comparison      = "COMPARISON_GT"
-      threshold_value = 0
+      threshold_value = each.value.threshold
       duration        = "0s"
       aggregations {
-        alignment_period     = "300s"
+        alignment_period     = each.value.window
         per_series_aligner   = "ALIGN_SUM"
         cross_series_reducer = "REDUCE_SUM"
       }
@@ -384,51 +392,22 @@ resource "google_monitoring_alert_policy" "cegid_failures" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = <<-EOT
-      Cegid files failed to copy, or a transfer run failed (an expired SAS URL shows as
-      result `sas_invalid`). Files that failed are retried by the next run.
-
-      Runbook: ${local.runbook_prefix}docs/runbooks/cegid-sas-expired.md
-    EOT
+    content   = "${each.value.summary}\nRunbook: ${local.runbook_prefix}${each.value.runbook}\n"
   }
 }
 
-resource "google_monitoring_alert_policy" "universign_rejected" {
-  display_name          = "Universign: webhook calls failing signature checks"
-  combiner              = "OR"
-  severity              = "WARNING"
-  notification_channels = local.alert_channels
+# These alerts were separate resources before; existing deployments keep them, not recreate.
+moved {
+  from = google_monitoring_alert_policy.graph_expiring
+  to   = google_monitoring_alert_policy.metric_above["graph_expiring"]
+}
 
-  conditions {
-    display_name = "Universign webhooks rejected"
-    condition_threshold {
-      filter          = "${local.user_metric}/${google_logging_metric.universign_rejected.name}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.universign_signature_failure_threshold
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "900s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
+moved {
+  from = google_monitoring_alert_policy.cegid_failures
+  to   = google_monitoring_alert_policy.metric_above["cegid_failures"]
+}
 
-  alert_strategy {
-    auto_close = "86400s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = <<-EOT
-      More than ${var.universign_signature_failure_threshold} Universign webhook calls in 15
-      minutes failed the token or signature check. Status changes still arrive through the
-      poll, later.
-
-      Runbook: ${local.runbook_prefix}docs/runbooks/universign-signature-failures.md
-    EOT
-  }
+moved {
+  from = google_monitoring_alert_policy.universign_rejected
+  to   = google_monitoring_alert_policy.metric_above["universign_rejected"]
 }

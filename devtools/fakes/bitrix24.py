@@ -14,9 +14,14 @@ from __future__ import annotations
 import argparse
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from devtools.fakes.base import FakeServer, Request, Response, issued
+
+if TYPE_CHECKING:
+    from shared.secrets import SecretStore
 
 TOKEN_ROUTE = "/oauth/token/"
 
@@ -112,6 +117,31 @@ class Bitrix24Fake(FakeServer):
                 },
             )
         return Response(200, {"result": {"ID": "1", "NAME": "Demo"}, "time": {}})
+
+
+def seed_secrets(fake: Bitrix24Fake, store: SecretStore, secrets: Mapping[str, str]) -> str:
+    """The Bitrix24 secrets as deploy.sh leaves them: all four created, the app's client id and
+    secret stored, and a first refresh token that this fake issued (returned). ``secrets``
+    maps client_id, client_secret, refresh_token and access_token to secret ids."""
+    for secret_id in secrets.values():
+        store.create(secret_id, labels={"integration": "bitrix24"})
+    store.add_version(secrets["client_id"], fake.client_id)
+    store.add_version(secrets["client_secret"], fake.client_secret)
+    refresh_token = fake.new_refresh_token()
+    store.add_version(secrets["refresh_token"], refresh_token)
+    return refresh_token
+
+
+def function_env(fake: Bitrix24Fake, secrets: Mapping[str, str], bucket: str) -> dict[str, str]:
+    """The b24_token_refresh environment that points it at this fake and these secrets."""
+    return {
+        "STATE_BUCKET": bucket,
+        "B24_OAUTH_URL": f"{fake.url}{TOKEN_ROUTE}",
+        "B24_CLIENT_ID_SECRET": secrets["client_id"],
+        "B24_CLIENT_SECRET_SECRET": secrets["client_secret"],
+        "B24_REFRESH_TOKEN_SECRET": secrets["refresh_token"],
+        "B24_ACCESS_TOKEN_SECRET": secrets["access_token"],
+    }
 
 
 def main() -> None:

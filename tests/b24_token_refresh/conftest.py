@@ -12,7 +12,7 @@ import pytest
 from b24_support import B24
 
 from devtools import gcp
-from devtools.fakes.bitrix24 import Bitrix24Fake
+from devtools.fakes.bitrix24 import Bitrix24Fake, function_env, seed_secrets
 from shared.secrets import SecretStore
 
 
@@ -30,20 +30,10 @@ def b24(stack: Any) -> Iterator[B24]:
     store = SecretStore()
     with Bitrix24Fake() as fake:
         assert isinstance(fake, Bitrix24Fake)
-        for secret in secrets.values():
-            store.create(secret, labels={"integration": "bitrix24"})
-        store.add_version(secrets["client_id"], fake.client_id)
-        store.add_version(secrets["client_secret"], fake.client_secret)
-        refresh_token = fake.new_refresh_token()
-        store.add_version(secrets["refresh_token"], refresh_token)
+        refresh_token = seed_secrets(fake, store, secrets)
         env = {
             "GOOGLE_CLOUD_PROJECT": os.environ["GOOGLE_CLOUD_PROJECT"],
-            "STATE_BUCKET": bucket,
-            "B24_OAUTH_URL": f"{fake.url}/oauth/token/",
-            "B24_CLIENT_ID_SECRET": secrets["client_id"],
-            "B24_CLIENT_SECRET_SECRET": secrets["client_secret"],
-            "B24_REFRESH_TOKEN_SECRET": secrets["refresh_token"],
-            "B24_ACCESS_TOKEN_SECRET": secrets["access_token"],
+            **function_env(fake, secrets, bucket),
             "LOCK_WAIT_SECONDS": "60",
         }
         yield B24(fake, store, env, secrets, refresh_token)

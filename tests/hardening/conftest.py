@@ -13,6 +13,7 @@ import pytest
 
 from devtools import gcp
 from devtools import stack as devstack
+from devtools.fakes.bitrix24 import function_env, seed_secrets
 from devtools.stack import FunctionServer
 from shared.secrets import SecretStore
 from tests.hardening.hardening_b24 import B24World, HoldingBitrix24Fake
@@ -32,20 +33,10 @@ def b24_world(stack: Any) -> Iterator[B24World]:
     store = SecretStore()
     fake = HoldingBitrix24Fake()
     with fake:
-        for secret in secrets.values():
-            store.create(secret, labels={"integration": "bitrix24"})
-        store.add_version(secrets["client_id"], fake.client_id)
-        store.add_version(secrets["client_secret"], fake.client_secret)
-        refresh_token = fake.new_refresh_token()
-        store.add_version(secrets["refresh_token"], refresh_token)
+        refresh_token = seed_secrets(fake, store, secrets)
         env = {
             "GOOGLE_CLOUD_PROJECT": os.environ["GOOGLE_CLOUD_PROJECT"],
-            "STATE_BUCKET": bucket,
-            "B24_OAUTH_URL": f"{fake.url}/oauth/token/",
-            "B24_CLIENT_ID_SECRET": secrets["client_id"],
-            "B24_CLIENT_SECRET_SECRET": secrets["client_secret"],
-            "B24_REFRESH_TOKEN_SECRET": secrets["refresh_token"],
-            "B24_ACCESS_TOKEN_SECRET": secrets["access_token"],
+            **function_env(fake, secrets, bucket),
             "LOCK_WAIT_SECONDS": "60",
         }
         yield B24World(fake, store, env, secrets, bucket, refresh_token)
