@@ -202,7 +202,7 @@ def run(quick: bool, sizes_mib: list[int] | None = None) -> list[dict[str, objec
             label = f"{size_mib} MiB"
             rows.append(_row(f"{label} download only", d_rate, None, "MB/s", ""))
             rows.append(_row(f"{label} upload only", u_rate, None, "MB/s", ""))
-            rows.append(_row(f"{label} copy stream+verify", s_rate, slower, "MB/s", ">= 0.6"))
+            rows.append(_row(f"{label} copy stream+verify", s_rate, slower, "MB/s", ">= 0.6x"))
             rows.append(_row(f"{label} copy end to end", c_rate, slower, "MB/s", ""))
             rows.append(
                 _row(f"{label} publish (server-side copy)", phases["publish"], None, "s", "")

@@ -254,7 +254,7 @@ def run(quick: bool) -> list[dict[str, object]]:
             "requests answered 202 / sent",
             float(len(n_lat)),
             float(len(h_lat)),
-            f"{int(seconds * RATE)} sent (errors: notify {n_err}, hello {h_err})",
+            f"== {int(seconds * RATE)} requests sent (errors: notify {n_err}, hello {h_err})",
             unit="requests",
         ),
     ]

@@ -158,16 +158,16 @@ def _webhook_rows(
     return [
         _row("webhook throughput (signed, full sync)", rps, hello_rps, "req/s", "informative"),
         _row("webhook p50", statistics.median(ms), statistics.median(hello_ms), "ms", "-"),
-        _row("webhook p99", _percentile(ms, 0.99), _percentile(hello_ms, 0.99), "ms", "< 1000"),
+        _row("webhook p99", _percentile(ms, 0.99), _percentile(hello_ms, 0.99), "ms", "< 1000 ms"),
         _row("bad signature -> 401 throughput", reject_rps, hello_rps, "req/s", "informative"),
         _row(
             "bad signature -> 401 p99",
             _percentile(reject_ms, 0.99),
             _percentile(hello_ms, 0.99),
             "ms",
-            "< 100",
+            "< 100 ms",
         ),
-        _row("connections reset by the server (retried)", resets, None, "n", "0"),
+        _row("connections reset by the server (retried)", resets, None, "resets", "== 0 resets"),
     ]
 
 
@@ -227,7 +227,11 @@ def _poll_rows(fake: UniversignFake, env: dict[str, str], tracked: int) -> list[
             "baseline = read every document",
         ),
         _row(
-            f"poll, batch 50 of {tracked} tracked", poll_seconds, None, "s", "< 240 (run deadline)"
+            f"poll, batch 50 of {tracked} tracked",
+            poll_seconds,
+            None,
+            "s",
+            "< 240 s (run deadline)",
         ),
         _row(
             f"poll, full sweep of {tracked} (batch {tracked})",
@@ -237,7 +241,11 @@ def _poll_rows(fake: UniversignFake, env: dict[str, str], tracked: int) -> list[
             "informative",
         ),
         _row("poll, per transaction", sweep_seconds / tracked * 1000, None, "ms", "-"),
-    ] + ([] if len(work) == 50 else [_row("selection size", len(work), None, "n", "50")])
+    ] + (
+        []
+        if len(work) == 50
+        else [_row("selection size", len(work), None, "transactions", "== 50 transactions")]
+    )
 
 
 def run(quick: bool) -> list[dict[str, object]]:
