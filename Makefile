@@ -1,8 +1,9 @@
 # Install and check entry points. Every target installs what it needs and is idempotent;
-# a fresh clone needs only python3 >= 3.11, node/npm, java and the Google Cloud SDK
-# (with its pubsub-emulator component).
+# a fresh clone needs only python3 >= 3.11, node/npm, java, terraform >= 1.5 and the Google
+# Cloud SDK (with its pubsub-emulator component).
 #
 #   make test    lint, typecheck, terraform-check, pytest; stops at the first failure
+#   make plan-gate  terraform init/validate/plan/apply/re-plan against local stand-in providers
 #   make demo    the end-to-end demo against the local emulators
 #   make stack   the emulators in the foreground (exports in .stack/env)
 
@@ -12,14 +13,21 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
-TOOLS := .tools/terraform .tools/checkov .tools/hcl2
+TOOLS := .tools/checkov .tools/hcl2 .tools/tfgate
 
-.PHONY: .venv node_modules $(TOOLS) tools lint typecheck terraform-check pytest test demo stack
+.PHONY: .venv node_modules $(TOOLS) tools lint typecheck terraform-check plan-gate pytest test demo stack
 .DELETE_ON_ERROR:
 
 define check_python
 $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	|| { echo "$(PYTHON) must be Python >= 3.11 (set PYTHON=...)" >&2; exit 1; }
+endef
+
+# Terraform is not installed by this Makefile (no registry for it here): the one on PATH must be
+# >= 1.5, and every check that needs it fails, never skips, without it.
+define check_terraform
+terraform version -json >/dev/null 2>&1 || { echo "terraform not found on PATH: install Terraform >= 1.5" >&2; exit 1; }; \
+terraform version -json | $(PYTHON) -c 'import json, sys; v = json.load(sys.stdin)["terraform_version"]; sys.exit(tuple(map(int, v.split("-")[0].split(".")[:2])) < (1, 5) and f"terraform {v} on PATH is older than 1.5")'
 endef
 
 # ---------------------------------------------------------------------------- installs
@@ -38,7 +46,7 @@ node_modules/.installed: package.json package-lock.json
 
 # One venv per tool: checkov and python-hcl2 need different python-hcl2 versions.
 tools: $(TOOLS)
-.tools/terraform: .tools/terraform/.installed
+.tools/tfgate: .tools/tfgate/.installed
 .tools/checkov: .tools/checkov/.installed
 .tools/hcl2: .tools/hcl2/.installed
 .tools/%/.installed: tools/requirements-%.txt
@@ -64,11 +72,18 @@ typecheck: .venv
 		MYPYPATH="$$d" .venv/bin/mypy "$$d"*.py; \
 	done
 
-terraform-check: .tools/terraform .tools/checkov
-	.tools/terraform/bin/terraform fmt -check -recursive terraform
+terraform-check: .tools/checkov
+	@$(check_terraform)
+	terraform fmt -check -recursive terraform
 	.tools/checkov/bin/checkov -d terraform --framework terraform --compact --quiet --skip-download
 
-pytest: .venv node_modules .tools/hcl2
+# The offline plan gate on its own (pytest runs it too, with its mutations).
+plan-gate: .tools/tfgate
+	@$(check_terraform)
+	.tools/tfgate/bin/python -m tools.tfstandin.gate
+
+pytest: .venv node_modules .tools/hcl2 .tools/tfgate
+	@$(check_terraform)
 	.venv/bin/pytest
 
 test:

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Deploy every integration with one command, and again whenever something changed.
+# Deploy the integrations with one command, and again whenever something changed.
 #
 #   ./deploy.sh [--project PROJECT] [--region REGION] [--yes] [--skip-jobs]
 #
-# Steps: check prerequisites; enable the Google APIs; terraform init / plan / apply; ask for
-# the value of every secret that has no version yet (hidden input; or a file named by
+# Steps: check prerequisites; terraform init / plan / apply (Terraform also enables the APIs);
+# ask for the value of every secret that has no version yet (hidden input; or a file named by
 # SECRET_FILE_<SECRET_ID> with the id upper-cased and dashes as underscores, e.g.
 # SECRET_FILE_B24_REFRESH_TOKEN=./refresh.txt); run every Cloud Scheduler job once; print the
-# status of every credential and subscription.
+# status of every credential and subscription. Which integrations: `integrations` in
+# terraform/terraform.tfvars (default: all five).
 #
 # Safe to run again: apply changes only what differs, secrets that have a version are not
 # asked for, and a job run only makes the functions check (they act when something is due).
@@ -27,21 +28,6 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
 
-APIS=(
-  cloudfunctions.googleapis.com
-  run.googleapis.com
-  cloudbuild.googleapis.com
-  artifactregistry.googleapis.com
-  eventarc.googleapis.com
-  pubsub.googleapis.com
-  cloudscheduler.googleapis.com
-  secretmanager.googleapis.com
-  storage.googleapis.com
-  logging.googleapis.com
-  monitoring.googleapis.com
-  iam.googleapis.com
-)
-
 say() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() {
@@ -50,7 +36,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 project="${PROJECT_ID:-${GOOGLE_CLOUD_PROJECT:-}}"
@@ -90,7 +76,7 @@ elif ! "$GCLOUD" auth application-default print-access-token >/dev/null 2>&1; th
   missing+=("application default credentials for Terraform: run 'gcloud auth application-default login'")
 fi
 command -v "$TERRAFORM" >/dev/null 2>&1 ||
-  missing+=("terraform on PATH (>= 1.3), or TERRAFORM=/path/to/terraform")
+  missing+=("terraform on PATH (>= 1.5), or TERRAFORM=/path/to/terraform")
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=("python3 (for the status report)")
 [[ -n "$project" ]] ||
   missing+=("a project: --project P, PROJECT_ID=P, or project_id in terraform/terraform.tfvars")
@@ -103,11 +89,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 say "Project $project, region $region"
 
-# ------------------------------------------------------------------ 2. APIs
-say "Enabling APIs (already enabled ones are left as they are)"
-"$GCLOUD" services enable "${APIS[@]}" --project "$project"
-
-# ------------------------------------------------------------------ 3. terraform
+# ------------------------------------------------------------------ 2. terraform
+# The configuration enables the Google APIs it needs itself (terraform/apis.tf).
 tf() { "$TERRAFORM" -chdir="$TF_DIR" "$@"; }
 tf_vars=(-var "project_id=$project" -var "region=$region")
 [[ -z "${ALERT_EMAIL:-}" ]] || tf_vars+=(-var "alert_email=$ALERT_EMAIL")
@@ -135,7 +118,7 @@ print("\n".join(str(v) for v in value))
 ' "$1"
 }
 
-# ------------------------------------------------------------------ 4. secret values
+# ------------------------------------------------------------------ 3. secret values
 has_version() {
   [[ -n "$("$GCLOUD" secrets versions list "$1" --project "$project" \
     --filter='state=ENABLED' --limit=1 --format='value(name)' </dev/null 2>/dev/null)" ]]
@@ -180,7 +163,7 @@ if [[ ${#skipped[@]} -gt 0 ]]; then
   warn "add later: gcloud secrets versions add <id> --project $project --data-file=<file>"
 fi
 
-# ------------------------------------------------------------------ 5. run the jobs once
+# ------------------------------------------------------------------ 4. run the jobs once
 if [[ "$run_jobs" == true ]]; then
   say "Running every scheduled job once"
   while IFS= read -r job <&3; do
@@ -197,7 +180,7 @@ if [[ "$run_jobs" == true ]]; then
   fi
 fi
 
-# ------------------------------------------------------------------ 6. status
+# ------------------------------------------------------------------ 5. status
 say "Status"
 status=0
 (cd "$ROOT" && "$PYTHON" -m cli status --project "$project") || status=$?

@@ -11,7 +11,7 @@ locals {
 }
 
 resource "google_secret_manager_secret" "b24" {
-  for_each  = local.b24_secrets
+  for_each  = local.deploy.bitrix24 ? local.b24_secrets : {}
   secret_id = each.value
   labels    = { integration = "bitrix24" }
 
@@ -23,15 +23,20 @@ resource "google_secret_manager_secret" "b24" {
   lifecycle {
     ignore_changes = [annotations]
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_pubsub_topic" "b24_trigger" {
   #checkov:skip=CKV_GCP_83:Messages are bare run triggers ({} or {"force": true}) with no data worth a customer-managed key.
+  count                      = local.deploy.bitrix24 ? 1 : 0
   name                       = "b24-token-refresh-trigger"
   message_retention_duration = "86400s"
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 resource "google_cloud_scheduler_job" "b24" {
+  count       = local.deploy.bitrix24 ? 1 : 0
   name        = "b24-token-refresh-job"
   description = "Refresh Bitrix24 OAuth tokens before the access token expires"
   region      = var.region
@@ -39,51 +44,55 @@ resource "google_cloud_scheduler_job" "b24" {
   time_zone   = var.b24_time_zone
 
   pubsub_target {
-    topic_name = google_pubsub_topic.b24_trigger.id
+    topic_name = google_pubsub_topic.b24_trigger[0].id
     data       = base64encode("{}")
   }
 }
 
 resource "google_service_account" "b24" {
+  count        = local.deploy.bitrix24 ? 1 : 0
   account_id   = "b24-token-refresh"
   display_name = "b24_token_refresh function"
+  depends_on   = [time_sleep.apis_ready]
 }
 
 # Read the app's client id and secret.
 resource "google_secret_manager_secret_iam_member" "b24_read_client" {
-  for_each  = toset(["client_id", "client_secret"])
+  for_each  = toset(local.deploy.bitrix24 ? ["client_id", "client_secret"] : [])
   secret_id = google_secret_manager_secret.b24[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.b24.email}"
+  member    = "serviceAccount:${google_service_account.b24[0].email}"
 }
 
 # Read, add and destroy versions of the two token secrets.
 resource "google_secret_manager_secret_iam_member" "b24_token_access" {
-  for_each  = toset(["refresh_token", "access_token"])
+  for_each  = toset(local.deploy.bitrix24 ? ["refresh_token", "access_token"] : [])
   secret_id = google_secret_manager_secret.b24[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.b24.email}"
+  member    = "serviceAccount:${google_service_account.b24[0].email}"
 }
 
 resource "google_secret_manager_secret_iam_member" "b24_token_versions" {
-  for_each  = toset(["refresh_token", "access_token"])
+  for_each  = toset(local.deploy.bitrix24 ? ["refresh_token", "access_token"] : [])
   secret_id = google_secret_manager_secret.b24[each.key].id
   role      = "roles/secretmanager.secretVersionManager"
-  member    = "serviceAccount:${google_service_account.b24.email}"
+  member    = "serviceAccount:${google_service_account.b24[0].email}"
 }
 
 # Record the status (expires-at, state, ...) on the access token secret.
 resource "google_secret_manager_secret_iam_member" "b24_annotate" {
+  count     = local.deploy.bitrix24 ? 1 : 0
   secret_id = google_secret_manager_secret.b24["access_token"].id
   role      = google_project_iam_custom_role.secret_annotator.id
-  member    = "serviceAccount:${google_service_account.b24.email}"
+  member    = "serviceAccount:${google_service_account.b24[0].email}"
 }
 
 # The refresh lock: objects under locks/ in the state bucket, nothing else.
 resource "google_storage_bucket_iam_member" "b24_locks" {
+  count  = local.deploy.bitrix24 ? 1 : 0
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectUser"
-  member = "serviceAccount:${google_service_account.b24.email}"
+  member = "serviceAccount:${google_service_account.b24[0].email}"
 
   condition {
     title      = "b24-locks-only"
@@ -93,6 +102,7 @@ resource "google_storage_bucket_iam_member" "b24_locks" {
 
 module "b24_token_refresh" {
   source = "./modules/function"
+  count  = local.deploy.bitrix24 ? 1 : 0
 
   project                       = var.project_id
   region                        = var.region
@@ -102,8 +112,9 @@ module "b24_token_refresh" {
   source_dir                    = "${local.functions_dir}/b24_token_refresh"
   shared_dir                    = local.shared_dir
   source_bucket                 = google_storage_bucket.sources.name
-  service_account_email         = google_service_account.b24.email
-  trigger_topic                 = google_pubsub_topic.b24_trigger.id
+  service_account_email         = google_service_account.b24[0].email
+  build_service_account_email   = local.build_service_account_email
+  trigger_topic                 = google_pubsub_topic.b24_trigger[0].name
   trigger_service_account_email = google_service_account.invoker.email
   retry                         = true
   max_instances                 = 1
@@ -128,5 +139,6 @@ module "b24_token_refresh" {
   depends_on = [
     google_secret_manager_secret_iam_member.b24_read_client,
     google_secret_manager_secret_iam_member.b24_token_access,
+    google_service_account_iam_member.pubsub_agent_token_creator,
   ]
 }

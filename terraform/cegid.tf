@@ -9,13 +9,14 @@ locals {
   cegid_bucket         = var.cegid_bucket_name != "" ? var.cegid_bucket_name : "${var.project_id}-cegid-exports"
   cegid_staging_prefix = "_cegid-staging/"
   cegid_prefix         = "cegid/"
-  cegid_api_secrets = {
+  cegid_api_secrets = local.deploy.cegid ? {
     key_id           = "cegid-api-key-id"
     key_secret       = "cegid-api-key-secret"
     subscription_key = "cegid-subscription-key"
-  }
-  cegid_secrets = merge(local.cegid_api_secrets, { sas_url = "cegid-sas-url" })
-  cegid_api_environment = {
+  } : {}
+  cegid_secrets = merge(local.cegid_api_secrets, local.deploy.cegid ? { sas_url = "cegid-sas-url" } : {})
+  # Only read where cegid is deployed (the two module calls); empty otherwise.
+  cegid_api_environment = !local.deploy.cegid ? {} : {
     GOOGLE_CLOUD_PROJECT          = var.project_id
     CEGID_API_URL                 = var.cegid_api_url
     CEGID_TENANT_ID               = var.cegid_tenant_id
@@ -25,7 +26,7 @@ locals {
     CEGID_API_KEY_SECRET_SECRET   = google_secret_manager_secret.cegid["key_secret"].secret_id
     CEGID_SUBSCRIPTION_KEY_SECRET = google_secret_manager_secret.cegid["subscription_key"].secret_id
     CEGID_SAS_URL_SECRET          = google_secret_manager_secret.cegid["sas_url"].secret_id
-    CEGID_BUCKET                  = google_storage_bucket.cegid.name
+    CEGID_BUCKET                  = google_storage_bucket.cegid[0].name
     STATE_BUCKET                  = google_storage_bucket.state.name
   }
 }
@@ -38,11 +39,14 @@ resource "google_secret_manager_secret" "cegid" {
   replication {
     auto {}
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 # --- where the exports land ----------------------------------------------------------------
 
 resource "google_storage_bucket" "cegid" {
+  count = local.deploy.cegid ? 1 : 0
   #checkov:skip=CKV_GCP_62:Usage logs of a single-writer export drop add cost without audit value; Cloud Audit Logs cover data access when enabled.
   name                        = local.cegid_bucket
   location                    = var.region
@@ -77,39 +81,51 @@ resource "google_storage_bucket" "cegid" {
       type = "Delete"
     }
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_pubsub_topic" "cegid_trigger" {
+  count = local.deploy.cegid ? 1 : 0
   #checkov:skip=CKV_GCP_83:Messages are bare run triggers ({}) with no data worth a customer-managed key.
   name                       = "cegid-transfer-trigger"
   message_retention_duration = "86400s"
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 resource "google_pubsub_topic" "cegid_files" {
+  count = local.deploy.cegid ? 1 : 0
   #checkov:skip=CKV_GCP_83:Notifications carry object names and metadata, not file contents; a customer-managed key can be added by the integrator.
   name                       = "cegid-files"
   message_retention_duration = "604800s"
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 resource "google_pubsub_topic" "cegid_queries" {
+  count = local.deploy.cegid ? 1 : 0
   #checkov:skip=CKV_GCP_83:Force requests carry a query name and a time only.
   name                       = "cegid-queries"
   message_retention_duration = "86400s"
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 # Cloud Storage publishes notifications as its project service agent.
-data "google_storage_project_service_account" "gcs" {}
+data "google_storage_project_service_account" "gcs" {
+  depends_on = [time_sleep.apis_ready]
+}
 
 resource "google_pubsub_topic_iam_member" "cegid_files_gcs_publisher" {
-  topic  = google_pubsub_topic.cegid_files.id
+  count  = local.deploy.cegid ? 1 : 0
+  topic  = google_pubsub_topic.cegid_files[0].id
   role   = "roles/pubsub.publisher"
   member = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
 }
 
 # One message per landed file (finalize under cegid/ only: staging objects stay silent).
 resource "google_storage_notification" "cegid_files" {
-  bucket             = google_storage_bucket.cegid.name
-  topic              = google_pubsub_topic.cegid_files.id
+  count              = local.deploy.cegid ? 1 : 0
+  bucket             = google_storage_bucket.cegid[0].name
+  topic              = google_pubsub_topic.cegid_files[0].id
   payload_format     = "JSON_API_V1"
   event_types        = ["OBJECT_FINALIZE"]
   object_name_prefix = local.cegid_prefix
@@ -117,6 +133,7 @@ resource "google_storage_notification" "cegid_files" {
 }
 
 resource "google_cloud_scheduler_job" "cegid" {
+  count       = local.deploy.cegid ? 1 : 0
   name        = "cegid-transfer-job"
   description = "Move Cegid Data Access exports from Azure Blob Storage to ${local.cegid_bucket}"
   region      = var.region
@@ -124,7 +141,7 @@ resource "google_cloud_scheduler_job" "cegid" {
   time_zone   = var.cegid_time_zone
 
   pubsub_target {
-    topic_name = google_pubsub_topic.cegid_trigger.id
+    topic_name = google_pubsub_topic.cegid_trigger[0].id
     data       = base64encode("{}")
   }
 }
@@ -132,29 +149,33 @@ resource "google_cloud_scheduler_job" "cegid" {
 # --- the transfer function -------------------------------------------------------------------
 
 resource "google_service_account" "cegid_transfer" {
+  count        = local.deploy.cegid ? 1 : 0
   account_id   = "cegid-transfer"
   display_name = "cegid_transfer function"
+  depends_on   = [time_sleep.apis_ready]
 }
 
 resource "google_secret_manager_secret_iam_member" "cegid_transfer_read" {
   for_each  = local.cegid_secrets
   secret_id = google_secret_manager_secret.cegid[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.cegid_transfer.email}"
+  member    = "serviceAccount:${google_service_account.cegid_transfer[0].email}"
 }
 
 # Create, read, copy, list and delete objects in the export bucket, no other bucket.
 resource "google_storage_bucket_iam_member" "cegid_transfer_objects" {
-  bucket = google_storage_bucket.cegid.name
+  count  = local.deploy.cegid ? 1 : 0
+  bucket = google_storage_bucket.cegid[0].name
   role   = "roles/storage.objectUser"
-  member = "serviceAccount:${google_service_account.cegid_transfer.email}"
+  member = "serviceAccount:${google_service_account.cegid_transfer[0].email}"
 }
 
 # The run lock: objects under locks/cegid- in the state bucket, nothing else.
 resource "google_storage_bucket_iam_member" "cegid_transfer_lock" {
+  count  = local.deploy.cegid ? 1 : 0
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectUser"
-  member = "serviceAccount:${google_service_account.cegid_transfer.email}"
+  member = "serviceAccount:${google_service_account.cegid_transfer[0].email}"
 
   condition {
     title      = "cegid-locks-only"
@@ -164,6 +185,7 @@ resource "google_storage_bucket_iam_member" "cegid_transfer_lock" {
 
 module "cegid_transfer" {
   source = "./modules/function"
+  count  = local.deploy.cegid ? 1 : 0
 
   project                       = var.project_id
   region                        = var.region
@@ -173,8 +195,9 @@ module "cegid_transfer" {
   source_dir                    = "${local.functions_dir}/cegid_transfer"
   shared_dir                    = local.shared_dir
   source_bucket                 = google_storage_bucket.sources.name
-  service_account_email         = google_service_account.cegid_transfer.email
-  trigger_topic                 = google_pubsub_topic.cegid_trigger.id
+  service_account_email         = google_service_account.cegid_transfer[0].email
+  build_service_account_email   = local.build_service_account_email
+  trigger_topic                 = google_pubsub_topic.cegid_trigger[0].name
   trigger_service_account_email = google_service_account.invoker.email
   retry                         = true
   max_instances                 = 1
@@ -192,25 +215,31 @@ module "cegid_transfer" {
     LOCK_LEASE_SECONDS = tostring(var.cegid_timeout_seconds + 60)
   })
 
-  depends_on = [google_secret_manager_secret_iam_member.cegid_transfer_read]
+  depends_on = [
+    google_secret_manager_secret_iam_member.cegid_transfer_read,
+    google_service_account_iam_member.pubsub_agent_token_creator,
+  ]
 }
 
 # --- the force-request function ---------------------------------------------------------------
 
 resource "google_service_account" "cegid_queries" {
+  count        = local.deploy.cegid ? 1 : 0
   account_id   = "cegid-queries"
   display_name = "cegid_queries function"
+  depends_on   = [time_sleep.apis_ready]
 }
 
 resource "google_secret_manager_secret_iam_member" "cegid_queries_read" {
   for_each  = local.cegid_api_secrets
   secret_id = google_secret_manager_secret.cegid[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.cegid_queries.email}"
+  member    = "serviceAccount:${google_service_account.cegid_queries[0].email}"
 }
 
 module "cegid_queries" {
   source = "./modules/function"
+  count  = local.deploy.cegid ? 1 : 0
 
   project                       = var.project_id
   region                        = var.region
@@ -220,8 +249,9 @@ module "cegid_queries" {
   source_dir                    = "${local.functions_dir}/cegid_transfer"
   shared_dir                    = local.shared_dir
   source_bucket                 = google_storage_bucket.sources.name
-  service_account_email         = google_service_account.cegid_queries.email
-  trigger_topic                 = google_pubsub_topic.cegid_queries.id
+  service_account_email         = google_service_account.cegid_queries[0].email
+  build_service_account_email   = local.build_service_account_email
+  trigger_topic                 = google_pubsub_topic.cegid_queries[0].name
   trigger_service_account_email = google_service_account.invoker.email
   retry                         = true
   max_instances                 = 1
@@ -235,5 +265,8 @@ module "cegid_queries" {
     CEGID_FORCE_TIME = var.cegid_force_time
   })
 
-  depends_on = [google_secret_manager_secret_iam_member.cegid_queries_read]
+  depends_on = [
+    google_secret_manager_secret_iam_member.cegid_queries_read,
+    google_service_account_iam_member.pubsub_agent_token_creator,
+  ]
 }

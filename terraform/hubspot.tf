@@ -8,10 +8,10 @@
 # bindings whose IAM condition limits them to secrets named hubspot-*.
 
 locals {
-  hubspot_client_secrets = {
+  hubspot_client_secrets = local.deploy.hubspot ? {
     client_id     = "hubspot-client-id"
     client_secret = "hubspot-client-secret"
-  }
+  } : {}
   hubspot_sharded = var.hubspot_shard_size > 0
   # IAM conditions see Secret Manager resources under the project *number*; versions are
   # .../secrets/<id>/versions/<n>, so the prefix covers them too.
@@ -26,22 +26,29 @@ resource "google_secret_manager_secret" "hubspot_client" {
   replication {
     auto {}
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_pubsub_topic" "hubspot_trigger" {
+  count = local.deploy.hubspot ? 1 : 0
   #checkov:skip=CKV_GCP_83:Messages are bare run triggers ({} or {"force": true, "accounts": [...]}) with no data worth a customer-managed key.
   name                       = "hubspot-token-refresh-trigger"
   message_retention_duration = "86400s"
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 # Always there (an idle topic costs nothing), so turning sharding on is one variable.
 resource "google_pubsub_topic" "hubspot_work" {
+  count = local.deploy.hubspot ? 1 : 0
   #checkov:skip=CKV_GCP_83:Shard messages carry HubSpot account ids only, no credentials.
   name                       = "hubspot-token-refresh-work"
   message_retention_duration = "3600s"
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 resource "google_cloud_scheduler_job" "hubspot" {
+  count       = local.deploy.hubspot ? 1 : 0
   name        = "hubspot-token-refresh-job"
   description = "Refresh every HubSpot account's access token (30 minutes) before it expires"
   region      = var.region
@@ -49,7 +56,7 @@ resource "google_cloud_scheduler_job" "hubspot" {
   time_zone   = var.hubspot_time_zone
 
   pubsub_target {
-    topic_name = google_pubsub_topic.hubspot_trigger.id
+    topic_name = google_pubsub_topic.hubspot_trigger[0].id
     data       = base64encode("{}")
   }
 }
@@ -57,8 +64,10 @@ resource "google_cloud_scheduler_job" "hubspot" {
 # --- identity and permissions ------------------------------------------------------------
 
 resource "google_service_account" "hubspot" {
+  count        = local.deploy.hubspot ? 1 : 0
   account_id   = "hubspot-refresh"
   display_name = "hubspot_refresh function"
+  depends_on   = [time_sleep.apis_ready]
 }
 
 # The default app's client id and secret: granted per secret, they exist at apply time.
@@ -66,16 +75,17 @@ resource "google_secret_manager_secret_iam_member" "hubspot_read_client" {
   for_each  = local.hubspot_client_secrets
   secret_id = google_secret_manager_secret.hubspot_client[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.hubspot.email}"
+  member    = "serviceAccount:${google_service_account.hubspot[0].email}"
 }
 
 # Account secrets (and other apps' hubspot-client-* pairs) come and go with the CLI, so these
 # bindings sit on the project with a condition on the secret name: read values; add, list and
 # destroy versions; read metadata and write the status annotations. Nothing outside hubspot-*.
 resource "google_project_iam_member" "hubspot_secret_read" {
+  count   = local.deploy.hubspot ? 1 : 0
   project = var.project_id
   role    = "roles/secretmanager.secretAccessor"
-  member  = "serviceAccount:${google_service_account.hubspot.email}"
+  member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
     title       = "hubspot-secrets-only"
@@ -85,9 +95,10 @@ resource "google_project_iam_member" "hubspot_secret_read" {
 }
 
 resource "google_project_iam_member" "hubspot_secret_versions" {
+  count   = local.deploy.hubspot ? 1 : 0
   project = var.project_id
   role    = "roles/secretmanager.secretVersionManager"
-  member  = "serviceAccount:${google_service_account.hubspot.email}"
+  member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
     title       = "hubspot-secrets-only"
@@ -97,9 +108,10 @@ resource "google_project_iam_member" "hubspot_secret_versions" {
 }
 
 resource "google_project_iam_member" "hubspot_secret_annotate" {
+  count   = local.deploy.hubspot ? 1 : 0
   project = var.project_id
   role    = google_project_iam_custom_role.secret_annotator.id
-  member  = "serviceAccount:${google_service_account.hubspot.email}"
+  member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
     title       = "hubspot-secrets-only"
@@ -113,16 +125,19 @@ resource "google_project_iam_member" "hubspot_secret_annotate" {
 # resource.name on secrets.create against the new secret's name is unconfirmed; if it does
 # not, the condition simply never matches and such accounts must be added with the CLI.
 resource "google_project_iam_custom_role" "hubspot_secret_creator" {
+  count       = local.deploy.hubspot ? 1 : 0
   role_id     = "keepaliveHubspotSecretCreator"
   title       = "Keep-alive HubSpot secret creator"
   description = "Create secrets (limited by an IAM condition on the name where bound)."
   permissions = ["secretmanager.secrets.create"]
+  depends_on  = [time_sleep.apis_ready]
 }
 
 resource "google_project_iam_member" "hubspot_secret_create" {
+  count   = local.deploy.hubspot ? 1 : 0
   project = var.project_id
-  role    = google_project_iam_custom_role.hubspot_secret_creator.id
-  member  = "serviceAccount:${google_service_account.hubspot.email}"
+  role    = google_project_iam_custom_role.hubspot_secret_creator[0].id
+  member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
     title       = "hubspot-secrets-only"
@@ -136,23 +151,27 @@ resource "google_project_iam_member" "hubspot_secret_create" {
 # secret; this role holds secrets.list alone. It reveals secret ids, labels and annotations
 # (never values) of the project, which is why no other integration writes secrets there.
 resource "google_project_iam_custom_role" "hubspot_secret_lister" {
+  count       = local.deploy.hubspot ? 1 : 0
   role_id     = "keepaliveSecretLister"
   title       = "Keep-alive secret lister"
   description = "List secrets (metadata only) to discover accounts by label."
   permissions = ["secretmanager.secrets.list"]
+  depends_on  = [time_sleep.apis_ready]
 }
 
 resource "google_project_iam_member" "hubspot_secret_list" {
+  count   = local.deploy.hubspot ? 1 : 0
   project = var.project_id
-  role    = google_project_iam_custom_role.hubspot_secret_lister.id
-  member  = "serviceAccount:${google_service_account.hubspot.email}"
+  role    = google_project_iam_custom_role.hubspot_secret_lister[0].id
+  member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 }
 
 # The per-account refresh locks: objects under locks/hubspot- in the state bucket only.
 resource "google_storage_bucket_iam_member" "hubspot_locks" {
+  count  = local.deploy.hubspot ? 1 : 0
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectUser"
-  member = "serviceAccount:${google_service_account.hubspot.email}"
+  member = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
     title      = "hubspot-locks-only"
@@ -161,15 +180,17 @@ resource "google_storage_bucket_iam_member" "hubspot_locks" {
 }
 
 resource "google_pubsub_topic_iam_member" "hubspot_publish_work" {
-  topic  = google_pubsub_topic.hubspot_work.id
+  count  = local.deploy.hubspot ? 1 : 0
+  topic  = google_pubsub_topic.hubspot_work[0].id
   role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${google_service_account.hubspot.email}"
+  member = "serviceAccount:${google_service_account.hubspot[0].email}"
 }
 
 # --- the function --------------------------------------------------------------------------
 
 module "hubspot_refresh" {
   source = "./modules/function"
+  count  = local.deploy.hubspot ? 1 : 0
 
   project                       = var.project_id
   region                        = var.region
@@ -179,8 +200,9 @@ module "hubspot_refresh" {
   source_dir                    = "${local.functions_dir}/hubspot_refresh"
   shared_dir                    = local.shared_dir
   source_bucket                 = google_storage_bucket.sources.name
-  service_account_email         = google_service_account.hubspot.email
-  trigger_topic                 = google_pubsub_topic.hubspot_trigger.id
+  service_account_email         = google_service_account.hubspot[0].email
+  build_service_account_email   = local.build_service_account_email
+  trigger_topic                 = google_pubsub_topic.hubspot_trigger[0].name
   trigger_service_account_email = google_service_account.invoker.email
   retry                         = true
   max_instances                 = var.hubspot_max_instances
@@ -198,7 +220,7 @@ module "hubspot_refresh" {
     HUBSPOT_CONCURRENCY            = tostring(var.hubspot_concurrency)
     HUBSPOT_VERSIONS_TO_KEEP       = tostring(var.hubspot_versions_to_keep)
     HUBSPOT_SHARD_SIZE             = tostring(var.hubspot_shard_size)
-    HUBSPOT_WORK_TOPIC             = google_pubsub_topic.hubspot_work.name
+    HUBSPOT_WORK_TOPIC             = google_pubsub_topic.hubspot_work[0].name
     # A minute under the function timeout, so the summary line is always written.
     RUN_DEADLINE_SECONDS = tostring(var.hubspot_timeout_seconds - 60)
     # Longer than the function timeout: a live holder never loses its lock.
@@ -209,13 +231,14 @@ module "hubspot_refresh" {
     google_secret_manager_secret_iam_member.hubspot_read_client,
     google_project_iam_member.hubspot_secret_read,
     google_project_iam_member.hubspot_secret_list,
+    google_service_account_iam_member.pubsub_agent_token_creator,
   ]
 }
 
 # Shards go to the same function: a second Eventarc trigger on the work topic. The invoker
 # identity already holds roles/run.invoker on the function's service (granted by the module).
 resource "google_eventarc_trigger" "hubspot_work" {
-  count           = local.hubspot_sharded ? 1 : 0
+  count           = local.deploy.hubspot && local.hubspot_sharded ? 1 : 0
   name            = "hubspot-token-refresh-work"
   location        = var.region
   service_account = google_service_account.invoker.email
@@ -227,14 +250,14 @@ resource "google_eventarc_trigger" "hubspot_work" {
 
   transport {
     pubsub {
-      topic = google_pubsub_topic.hubspot_work.id
+      topic = google_pubsub_topic.hubspot_work[0].id
     }
   }
 
   destination {
     cloud_run_service {
       # A gen2 function's Cloud Run service carries the function's name.
-      service = module.hubspot_refresh.function_name
+      service = module.hubspot_refresh[0].function_name
       region  = var.region
     }
   }

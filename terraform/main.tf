@@ -2,13 +2,20 @@
 # Eventarc uses to invoke functions, and a role for writing secret annotations (status).
 
 locals {
+  all_integrations = ["bitrix24", "hubspot", "graph", "cegid", "universign"]
+  # Which integrations this deployment holds: every integration's resources are counted by it.
+  deploy = { for name in local.all_integrations : name => contains(var.integrations, name) }
+
   state_bucket  = var.state_bucket_name != "" ? var.state_bucket_name : "${var.project_id}-keepalive-state"
   source_bucket = var.source_bucket_name != "" ? var.source_bucket_name : "${var.project_id}-keepalive-sources"
   functions_dir = "${path.module}/../functions"
   shared_dir    = "${path.module}/../shared"
 }
 
-data "google_project" "this" {}
+# Read after the APIs are on: on a new project the first plan reads it during apply.
+data "google_project" "this" {
+  depends_on = [time_sleep.apis_ready]
+}
 
 resource "google_storage_bucket" "sources" {
   #checkov:skip=CKV_GCP_62:Deploy archives are rebuilt from git; access logs would add cost without audit value.
@@ -31,6 +38,8 @@ resource "google_storage_bucket" "sources" {
       type = "Delete"
     }
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_storage_bucket" "state" {
@@ -56,11 +65,23 @@ resource "google_storage_bucket" "state" {
       type = "Delete"
     }
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_service_account" "invoker" {
   account_id   = "keepalive-invoker"
   display_name = "Invokes the keep-alive functions for Eventarc Pub/Sub triggers"
+  depends_on   = [time_sleep.apis_ready]
+}
+
+# Pub/Sub signs the push requests of Eventarc triggers with an OIDC token of the invoker,
+# minted by its service agent. Agents created before April 2021 lack this permission, and
+# those triggers then fail without a word; granted on the invoker only, not the project.
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  service_account_id = google_service_account.invoker.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
 # Status lives in secret annotations; no predefined role grants secrets.update without also
@@ -70,4 +91,5 @@ resource "google_project_iam_custom_role" "secret_annotator" {
   title       = "Keep-alive secret annotator"
   description = "Read a secret's metadata and update its annotations (credential status)."
   permissions = ["secretmanager.secrets.get", "secretmanager.secrets.update"]
+  depends_on  = [time_sleep.apis_ready]
 }

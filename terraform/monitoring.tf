@@ -27,6 +27,9 @@ locals {
     }
   }
 
+  # Alerts exist only for the integrations deployed.
+  monitored = { for name, integration in local.integrations : name => integration if local.deploy[name] }
+
   runbook_prefix = var.runbook_base_url == "" ? "" : "${trimsuffix(var.runbook_base_url, "/")}/"
   alert_channels = [for c in google_monitoring_notification_channel.email : c.id]
 
@@ -69,6 +72,8 @@ resource "google_logging_metric" "run_ok" {
   label_extractors = {
     provider = "EXTRACT(jsonPayload.provider)"
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "run_failed" {
@@ -95,6 +100,8 @@ resource "google_logging_metric" "run_failed" {
     provider = "EXTRACT(jsonPayload.provider)"
     result   = "EXTRACT(jsonPayload.result)"
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "needs_reauth" {
@@ -121,9 +128,12 @@ resource "google_logging_metric" "needs_reauth" {
     provider   = "EXTRACT(jsonPayload.provider)"
     error_code = "EXTRACT(jsonPayload.error_code)"
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "graph_earliest_expiry" {
+  count           = local.deploy.graph ? 1 : 0
   name            = "keepalive_graph_earliest_expiry_minutes"
   description     = "Minutes until the earliest Microsoft Graph subscription expires, as each renewal run reports it."
   filter          = "${local.log_resource} AND jsonPayload.event=\"run_summary\" AND jsonPayload.provider=\"graph\" AND jsonPayload.earliest_expiry_in_minutes>=0"
@@ -141,9 +151,12 @@ resource "google_logging_metric" "graph_earliest_expiry" {
       scale              = 10
     }
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "graph_expiring" {
+  count       = local.deploy.graph ? 1 : 0
   name        = "keepalive_graph_expiring"
   description = "Renewal runs that left a Microsoft Graph subscription expiring within graph_expiry_alert_minutes."
   filter      = "${local.log_resource} AND jsonPayload.event=\"run_summary\" AND jsonPayload.provider=\"graph\" AND jsonPayload.earliest_expiry_in_minutes<${var.graph_expiry_alert_minutes}"
@@ -153,9 +166,12 @@ resource "google_logging_metric" "graph_expiring" {
     value_type  = "INT64"
     unit        = "1"
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "cegid_bytes" {
+  count           = local.deploy.cegid ? 1 : 0
   name            = "keepalive_cegid_transfer_bytes"
   description     = "Bytes copied from Cegid to Cloud Storage per transfer run."
   filter          = "${local.log_resource} AND jsonPayload.event=\"run_summary\" AND jsonPayload.provider=\"cegid\" AND jsonPayload.bytes>=0"
@@ -173,9 +189,12 @@ resource "google_logging_metric" "cegid_bytes" {
       scale              = 1024
     }
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "cegid_failures" {
+  count       = local.deploy.cegid ? 1 : 0
   name        = "keepalive_cegid_transfer_failures"
   description = "Cegid files that failed to copy, and transfer runs that failed."
   filter      = "${local.log_resource} AND jsonPayload.provider=\"cegid\" AND (jsonPayload.event=\"file_failed\" OR (jsonPayload.event=\"run_summary\" AND (jsonPayload.result=(\"failed\" OR \"sas_invalid\") OR jsonPayload.failed>0)))"
@@ -185,9 +204,12 @@ resource "google_logging_metric" "cegid_failures" {
     value_type  = "INT64"
     unit        = "1"
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "universign_status_changes" {
+  count       = local.deploy.universign ? 1 : 0
   name        = "keepalive_universign_status_changes"
   description = "Universign signature transactions that changed status, by new status."
   filter      = "${local.log_resource} AND jsonPayload.event=\"status_change\" AND jsonPayload.provider=\"universign\""
@@ -205,9 +227,12 @@ resource "google_logging_metric" "universign_status_changes" {
   label_extractors = {
     status = "EXTRACT(jsonPayload.status)"
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "universign_rejected" {
+  count       = local.deploy.universign ? 1 : 0
   name        = "keepalive_universign_webhook_rejected"
   description = "Universign webhook calls refused for a bad token or signature."
   filter      = "${local.log_resource} AND jsonPayload.event=\"run_summary\" AND jsonPayload.provider=\"universign\" AND jsonPayload.result=(\"bad_signature\" OR \"unauthorized\")"
@@ -216,6 +241,23 @@ resource "google_logging_metric" "universign_rejected" {
     metric_kind = "DELTA"
     value_type  = "INT64"
     unit        = "1"
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
+# A new log-based metric is not usable in an alert condition for a while after it is created
+# ("metric ... not found"); the policies wait for it. The wait starts again when the set of
+# metrics changes, so a metric added later is waited for too.
+resource "time_sleep" "log_metrics_visible" {
+  create_duration = "${var.log_metric_propagation_seconds}s"
+  triggers = {
+    metrics = join(",", sort(compact(concat(
+      [google_logging_metric.run_ok.name, google_logging_metric.run_failed.name, google_logging_metric.needs_reauth.name],
+      google_logging_metric.graph_expiring[*].name,
+      google_logging_metric.cegid_failures[*].name,
+      google_logging_metric.universign_rejected[*].name,
+    ))))
   }
 }
 
@@ -228,12 +270,14 @@ resource "google_monitoring_notification_channel" "email" {
   labels = {
     email_address = var.alert_email
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 # --------------------------------------------------------------------------- alerts
 
 resource "google_monitoring_alert_policy" "needs_reauth" {
-  for_each              = local.integrations
+  for_each              = local.monitored
   display_name          = "${each.value.title}: a person must act"
   combiner              = "OR"
   severity              = "CRITICAL"
@@ -272,10 +316,12 @@ resource "google_monitoring_alert_policy" "needs_reauth" {
       Status: `python -m cli status`
     EOT
   }
+
+  depends_on = [time_sleep.log_metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "no_success" {
-  for_each              = local.integrations
+  for_each              = local.monitored
   display_name          = "${each.value.title}: no successful run in two schedule intervals"
   combiner              = "OR"
   severity              = "ERROR"
@@ -318,10 +364,11 @@ resource "google_monitoring_alert_policy" "no_success" {
 locals {
   metric_alerts = {
     graph_expiring = {
+      integration  = "graph"
       display_name = "Microsoft Graph: a subscription expires within ${var.graph_expiry_alert_minutes / 60} hours"
       condition    = "Graph subscription close to expiry"
       severity     = "ERROR"
-      metric       = google_logging_metric.graph_expiring.name
+      metric       = local.deploy.graph ? google_logging_metric.graph_expiring[0].name : null
       threshold    = 0
       window       = "300s"
       runbook      = "docs/runbooks/graph-subscription-lost.md"
@@ -332,10 +379,11 @@ locals {
       EOT
     }
     cegid_failures = {
+      integration  = "cegid"
       display_name = "Cegid: transfer failures"
       condition    = "Cegid files or runs failed"
       severity     = "ERROR"
-      metric       = google_logging_metric.cegid_failures.name
+      metric       = local.deploy.cegid ? google_logging_metric.cegid_failures[0].name : null
       threshold    = 0
       window       = "300s"
       runbook      = "docs/runbooks/cegid-sas-expired.md"
@@ -345,10 +393,11 @@ locals {
       EOT
     }
     universign_rejected = {
+      integration  = "universign"
       display_name = "Universign: webhook calls failing signature checks"
       condition    = "Universign webhooks rejected"
       severity     = "WARNING"
-      metric       = google_logging_metric.universign_rejected.name
+      metric       = local.deploy.universign ? google_logging_metric.universign_rejected[0].name : null
       threshold    = var.universign_signature_failure_threshold
       window       = "900s"
       runbook      = "docs/runbooks/universign-signature-failures.md"
@@ -359,10 +408,12 @@ locals {
       EOT
     }
   }
+
+  depends_on = [time_sleep.log_metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "metric_above" {
-  for_each              = local.metric_alerts
+  for_each              = { for key, alert in local.metric_alerts : key => alert if local.deploy[alert.integration] }
   display_name          = each.value.display_name
   combiner              = "OR"
   severity              = each.value.severity
@@ -394,6 +445,8 @@ resource "google_monitoring_alert_policy" "metric_above" {
     mime_type = "text/markdown"
     content   = "${each.value.summary}\nRunbook: ${local.runbook_prefix}${each.value.runbook}\n"
   }
+
+  depends_on = [time_sleep.log_metrics_visible]
 }
 
 # These alerts were separate resources before; existing deployments keep them, not recreate.

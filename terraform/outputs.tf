@@ -10,15 +10,15 @@ output "source_bucket" {
 
 output "b24_trigger_topic" {
   description = "Topic that triggers the Bitrix24 refresh ({} or {\"force\": true})."
-  value       = google_pubsub_topic.b24_trigger.name
+  value       = local.deploy.bitrix24 ? google_pubsub_topic.b24_trigger[0].name : null
 }
 
 output "b24_scheduler_job" {
   description = "Run it now: gcloud scheduler jobs run <this> --location <region>."
-  value       = google_cloud_scheduler_job.b24.name
+  value       = local.deploy.bitrix24 ? google_cloud_scheduler_job.b24[0].name : null
 }
 
 output "b24_function" {
   description = "Name of the Bitrix24 refresh function."
-  value       = module.b24_token_refresh.function_name
+  value       = local.deploy.bitrix24 ? module.b24_token_refresh[0].function_name : null
 }

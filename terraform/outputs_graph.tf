@@ -1,16 +1,16 @@
 output "graph_notification_url" {
   description = "Public endpoint Microsoft Graph posts to (notificationUrl and lifecycleNotificationUrl)."
-  value       = module.graph_webhook_notify.function_uri
+  value       = local.deploy.graph ? module.graph_webhook_notify[0].function_uri : null
 }
 
 output "graph_renew_trigger_topic" {
   description = "Publish {} here to run the reconciler now (deploy.sh does once after a deploy)."
-  value       = google_pubsub_topic.graph_renew_trigger.name
+  value       = local.deploy.graph ? google_pubsub_topic.graph_renew_trigger[0].name : null
 }
 
 output "graph_notifications_topic" {
   description = "Topic downstream apps subscribe to: change notifications (attributes subscriptionId, changeType, tenantId) and resync events (attribute lifecycleEvent)."
-  value       = google_pubsub_topic.graph_notifications.name
+  value       = local.deploy.graph ? google_pubsub_topic.graph_notifications[0].name : null
 }
 
 output "graph_secrets" {

@@ -1,21 +1,21 @@
 output "hubspot_trigger_topic" {
   description = "Publish {} to refresh due accounts now, {\"force\": true} for all, or {\"force\": true, \"accounts\": [\"<hub id>\"]} for some."
-  value       = google_pubsub_topic.hubspot_trigger.name
+  value       = local.deploy.hubspot ? google_pubsub_topic.hubspot_trigger[0].name : null
 }
 
 output "hubspot_work_topic" {
   description = "Topic the scheduled run publishes shards to when hubspot_shard_size > 0 (idle otherwise)."
-  value       = google_pubsub_topic.hubspot_work.name
+  value       = local.deploy.hubspot ? google_pubsub_topic.hubspot_work[0].name : null
 }
 
 output "hubspot_function_name" {
   description = "The hubspot_refresh function."
-  value       = module.hubspot_refresh.function_name
+  value       = local.deploy.hubspot ? module.hubspot_refresh[0].function_name : null
 }
 
 output "hubspot_service_account" {
   description = "Identity of hubspot_refresh (reads and writes only hubspot-* secrets)."
-  value       = google_service_account.hubspot.email
+  value       = local.deploy.hubspot ? google_service_account.hubspot[0].email : null
 }
 
 output "hubspot_secrets" {

@@ -1,16 +1,15 @@
 output "log_metrics" {
   description = "Log-based metrics (logging.googleapis.com/user/<name>) built from the functions' summary lines."
-  value = sort([
-    google_logging_metric.run_ok.name,
-    google_logging_metric.run_failed.name,
-    google_logging_metric.needs_reauth.name,
-    google_logging_metric.graph_earliest_expiry.name,
-    google_logging_metric.graph_expiring.name,
-    google_logging_metric.cegid_bytes.name,
-    google_logging_metric.cegid_failures.name,
-    google_logging_metric.universign_status_changes.name,
-    google_logging_metric.universign_rejected.name,
-  ])
+  value = sort(concat(
+    [
+      google_logging_metric.run_ok.name,
+      google_logging_metric.run_failed.name,
+      google_logging_metric.needs_reauth.name,
+    ],
+    local.deploy.graph ? [google_logging_metric.graph_earliest_expiry[0].name, google_logging_metric.graph_expiring[0].name] : [],
+    local.deploy.cegid ? [google_logging_metric.cegid_bytes[0].name, google_logging_metric.cegid_failures[0].name] : [],
+    local.deploy.universign ? [google_logging_metric.universign_status_changes[0].name, google_logging_metric.universign_rejected[0].name] : [],
+  ))
 }
 
 output "alert_notification_channel" {
@@ -24,23 +23,24 @@ output "alert_notification_channel" {
 output "secrets_to_provide" {
   description = "Secrets whose first value a person adds (client credentials, initial refresh tokens, API keys); the functions write the others."
   value = sort(concat(
-    [for key in ["client_id", "client_secret", "refresh_token"] : google_secret_manager_secret.b24[key].secret_id],
+    [for key, secret in google_secret_manager_secret.b24 : secret.secret_id if key != "access_token"],
     [for secret in google_secret_manager_secret.graph : secret.secret_id],
     [for secret in google_secret_manager_secret.hubspot_client : secret.secret_id],
-    var.cegid_mode == "api"
-    ? [for key in ["key_id", "key_secret", "subscription_key"] : google_secret_manager_secret.cegid[key].secret_id]
-    : [google_secret_manager_secret.cegid["sas_url"].secret_id],
+    [
+      for key, secret in google_secret_manager_secret.cegid : secret.secret_id
+      if contains(var.cegid_mode == "api" ? ["key_id", "key_secret", "subscription_key"] : ["sas_url"], key)
+    ],
     [for secret in google_secret_manager_secret.universign : secret.secret_id],
   ))
 }
 
 output "scheduler_jobs" {
   description = "Every Cloud Scheduler job: gcloud scheduler jobs run <name> --location <region>."
-  value = sort([
-    google_cloud_scheduler_job.b24.name,
-    google_cloud_scheduler_job.hubspot.name,
-    google_cloud_scheduler_job.graph_renew.name,
-    google_cloud_scheduler_job.cegid.name,
-    google_cloud_scheduler_job.universign_poll.name,
-  ])
+  value = sort(concat(
+    [for job in google_cloud_scheduler_job.b24 : job.name],
+    [for job in google_cloud_scheduler_job.hubspot : job.name],
+    [for job in google_cloud_scheduler_job.graph_renew : job.name],
+    [for job in google_cloud_scheduler_job.cegid : job.name],
+    [for job in google_cloud_scheduler_job.universign_poll : job.name],
+  ))
 }

@@ -1,26 +1,26 @@
 output "universign_webhook_url" {
   description = "Endpoint to register in the Universign web app (Developer menu, Webhook endpoints); append ?token=<secret universign-webhook-token> when universign_webhook_token_enabled."
-  value       = module.universign_webhook.function_uri
+  value       = local.deploy.universign ? module.universign_webhook[0].function_uri : null
 }
 
 output "universign_status_topic" {
   description = "Topic the Sage updater and notifiers subscribe to: {transaction_id, previous, status, universign_state, at}, attributes transaction_id and status; at-least-once."
-  value       = google_pubsub_topic.universign_status_changes.name
+  value       = local.deploy.universign ? google_pubsub_topic.universign_status_changes[0].name : null
 }
 
 output "universign_poll_trigger_topic" {
   description = "Publish {} here to run a poll now."
-  value       = google_pubsub_topic.universign_poll_trigger.name
+  value       = local.deploy.universign ? google_pubsub_topic.universign_poll_trigger[0].name : null
 }
 
 output "universign_archive_bucket" {
   description = "Where signed documents are archived (universign/<transaction id>/<document name>)."
-  value       = google_storage_bucket.universign_archive.name
+  value       = local.deploy.universign ? google_storage_bucket.universign_archive[0].name : null
 }
 
 output "universign_state_bucket" {
   description = "Transaction documents (universign/transactions/<id>.json), the poll index and event markers."
-  value       = google_storage_bucket.universign_state.name
+  value       = local.deploy.universign ? google_storage_bucket.universign_state[0].name : null
 }
 
 output "universign_secrets" {

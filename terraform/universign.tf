@@ -8,24 +8,24 @@
 locals {
   universign_state_bucket   = var.universign_state_bucket_name != "" ? var.universign_state_bucket_name : "${var.project_id}-universign-state"
   universign_archive_bucket = var.universign_archive_bucket_name != "" ? var.universign_archive_bucket_name : "${var.project_id}-universign-archive"
-  universign_secrets = merge(
+  universign_secrets = !local.deploy.universign ? {} : merge(
     { api_key = "universign-api-key" },
     var.universign_webhook_token_enabled ? { webhook_token = "universign-webhook-token" } : {},
   )
   # The webhook may check a URL token; the poll never needs it.
   universign_webhook_secrets = keys(local.universign_secrets)
-  universign_poll_secrets    = ["api_key"]
-  universign_identities = {
-    webhook = google_service_account.universign_webhook.email
-    poll    = google_service_account.universign_poll.email
+  universign_poll_secrets    = local.deploy.universign ? ["api_key"] : []
+  universign_identities = !local.deploy.universign ? {} : {
+    webhook = google_service_account.universign_webhook[0].email
+    poll    = google_service_account.universign_poll[0].email
   }
-  universign_environment = {
+  universign_environment = !local.deploy.universign ? {} : {
     GOOGLE_CLOUD_PROJECT             = var.project_id
-    STATE_BUCKET                     = google_storage_bucket.universign_state.name
-    ARCHIVE_BUCKET                   = google_storage_bucket.universign_archive.name
+    STATE_BUCKET                     = google_storage_bucket.universign_state[0].name
+    ARCHIVE_BUCKET                   = google_storage_bucket.universign_archive[0].name
     UNIVERSIGN_API_URL               = var.universign_api_url
     UNIVERSIGN_API_KEY_SECRET        = google_secret_manager_secret.universign["api_key"].secret_id
-    UNIVERSIGN_STATUS_TOPIC          = google_pubsub_topic.universign_status_changes.name
+    UNIVERSIGN_STATUS_TOPIC          = google_pubsub_topic.universign_status_changes[0].name
     UNIVERSIGN_FINAL_RECHECK_MINUTES = tostring(var.universign_final_recheck_minutes)
     UNIVERSIGN_REFUSAL_STATES        = var.universign_refusal_states
   }
@@ -39,6 +39,8 @@ resource "google_secret_manager_secret" "universign" {
   replication {
     auto {}
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 # --- storage ---------------------------------------------------------------------------
@@ -46,6 +48,7 @@ resource "google_secret_manager_secret" "universign" {
 # Its own bucket (not the shared state bucket) so its lifecycle can drop old webhook event
 # markers, and so both identities can be given the whole bucket rather than a prefix.
 resource "google_storage_bucket" "universign_state" {
+  count = local.deploy.universign ? 1 : 0
   #checkov:skip=CKV_GCP_62:Transaction documents carry their own sync history; Cloud Audit Logs cover data access when enabled.
   #checkov:skip=CKV_GCP_78:Documents are rewritten on every sync under generation preconditions; old versions would only add cost (the history lives in each document).
   name                        = local.universign_state_bucket
@@ -66,9 +69,12 @@ resource "google_storage_bucket" "universign_state" {
       type = "Delete"
     }
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_storage_bucket" "universign_archive" {
+  count = local.deploy.universign ? 1 : 0
   #checkov:skip=CKV_GCP_62:Access to signed documents is audited with Cloud Audit Logs (data access) when the integrator enables them.
   name                        = local.universign_archive_bucket
   location                    = var.region
@@ -87,12 +93,14 @@ resource "google_storage_bucket" "universign_archive" {
       retention_period = var.universign_archive_retention_days * 86400
     }
   }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 # Both functions sync transactions: read and write documents, markers and the poll cursor.
 resource "google_storage_bucket_iam_member" "universign_state" {
   for_each = local.universign_identities
-  bucket   = google_storage_bucket.universign_state.name
+  bucket   = google_storage_bucket.universign_state[0].name
   role     = "roles/storage.objectUser"
   member   = "serviceAccount:${each.value}"
 }
@@ -101,14 +109,14 @@ resource "google_storage_bucket_iam_member" "universign_state" {
 # functions could not replace it even by mistake.
 resource "google_storage_bucket_iam_member" "universign_archive_create" {
   for_each = local.universign_identities
-  bucket   = google_storage_bucket.universign_archive.name
+  bucket   = google_storage_bucket.universign_archive[0].name
   role     = "roles/storage.objectCreator"
   member   = "serviceAccount:${each.value}"
 }
 
 resource "google_storage_bucket_iam_member" "universign_archive_read" {
   for_each = local.universign_identities
-  bucket   = google_storage_bucket.universign_archive.name
+  bucket   = google_storage_bucket.universign_archive[0].name
   role     = "roles/storage.objectViewer"
   member   = "serviceAccount:${each.value}"
 }
@@ -116,18 +124,23 @@ resource "google_storage_bucket_iam_member" "universign_archive_read" {
 # --- topics and schedule -----------------------------------------------------------------
 
 resource "google_pubsub_topic" "universign_poll_trigger" {
+  count = local.deploy.universign ? 1 : 0
   #checkov:skip=CKV_GCP_83:Messages are bare run triggers ({}) with no data worth a customer-managed key.
   name                       = "universign-poll-trigger"
   message_retention_duration = "86400s"
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 resource "google_pubsub_topic" "universign_status_changes" {
+  count = local.deploy.universign ? 1 : 0
   #checkov:skip=CKV_GCP_83:Messages carry a transaction id and statuses, no document content; a customer-managed key can be added by the integrator.
   name                       = "universign-status-changes"
   message_retention_duration = var.universign_status_retention
+  depends_on                 = [time_sleep.apis_ready]
 }
 
 resource "google_cloud_scheduler_job" "universign_poll" {
+  count       = local.deploy.universign ? 1 : 0
   name        = "universign-poll-job"
   description = "Sync pending Universign transactions (at most universign_poll_batch per run)"
   region      = var.region
@@ -135,7 +148,7 @@ resource "google_cloud_scheduler_job" "universign_poll" {
   time_zone   = var.universign_time_zone
 
   pubsub_target {
-    topic_name = google_pubsub_topic.universign_poll_trigger.id
+    topic_name = google_pubsub_topic.universign_poll_trigger[0].id
     data       = base64encode("{}")
   }
 }
@@ -143,32 +156,36 @@ resource "google_cloud_scheduler_job" "universign_poll" {
 # --- identities ----------------------------------------------------------------------------
 
 resource "google_service_account" "universign_webhook" {
+  count        = local.deploy.universign ? 1 : 0
   account_id   = "universign-webhook"
   display_name = "universign_webhook function"
+  depends_on   = [time_sleep.apis_ready]
 }
 
 resource "google_service_account" "universign_poll" {
+  count        = local.deploy.universign ? 1 : 0
   account_id   = "universign-poll"
   display_name = "universign_poll function"
+  depends_on   = [time_sleep.apis_ready]
 }
 
 resource "google_secret_manager_secret_iam_member" "universign_webhook_read" {
   for_each  = toset(local.universign_webhook_secrets)
   secret_id = google_secret_manager_secret.universign[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.universign_webhook.email}"
+  member    = "serviceAccount:${google_service_account.universign_webhook[0].email}"
 }
 
 resource "google_secret_manager_secret_iam_member" "universign_poll_read" {
   for_each  = toset(local.universign_poll_secrets)
   secret_id = google_secret_manager_secret.universign[each.key].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.universign_poll.email}"
+  member    = "serviceAccount:${google_service_account.universign_poll[0].email}"
 }
 
 resource "google_pubsub_topic_iam_member" "universign_publish_status" {
   for_each = local.universign_identities
-  topic    = google_pubsub_topic.universign_status_changes.id
+  topic    = google_pubsub_topic.universign_status_changes[0].id
   role     = "roles/pubsub.publisher"
   member   = "serviceAccount:${each.value}"
 }
@@ -176,24 +193,26 @@ resource "google_pubsub_topic_iam_member" "universign_publish_status" {
 # --- functions -------------------------------------------------------------------------------
 
 module "universign_webhook" {
+  count = local.deploy.universign ? 1 : 0
   #checkov:skip=CKV_GCP_102:Universign delivers webhooks without Google credentials; every request must carry a valid JWS signature (and optionally a URL token).
   source = "./modules/function"
 
-  project               = var.project_id
-  region                = var.region
-  name                  = "universign-webhook"
-  description           = "Receives signed Universign webhooks and syncs the transaction"
-  entry_point           = "universign_webhook"
-  source_dir            = "${local.functions_dir}/universign_webhook"
-  shared_dir            = local.shared_dir
-  source_bucket         = google_storage_bucket.sources.name
-  service_account_email = google_service_account.universign_webhook.email
-  trigger_topic         = null
-  public                = true # Universign posts from the internet
-  max_instances         = var.universign_webhook_max_instances
-  timeout_seconds       = 60
-  memory                = "256M"
-  labels                = var.labels
+  project                     = var.project_id
+  region                      = var.region
+  name                        = "universign-webhook"
+  description                 = "Receives signed Universign webhooks and syncs the transaction"
+  entry_point                 = "universign_webhook"
+  source_dir                  = "${local.functions_dir}/universign_webhook"
+  shared_dir                  = local.shared_dir
+  source_bucket               = google_storage_bucket.sources.name
+  service_account_email       = google_service_account.universign_webhook[0].email
+  build_service_account_email = local.build_service_account_email
+  trigger_topic               = null
+  public                      = true # Universign posts from the internet
+  max_instances               = var.universign_webhook_max_instances
+  timeout_seconds             = 60
+  memory                      = "256M"
+  labels                      = var.labels
 
   environment = merge(
     local.universign_environment,
@@ -215,6 +234,7 @@ module "universign_webhook" {
 }
 
 module "universign_poll" {
+  count  = local.deploy.universign ? 1 : 0
   source = "./modules/function"
 
   project                       = var.project_id
@@ -225,8 +245,9 @@ module "universign_poll" {
   source_dir                    = "${local.functions_dir}/universign_webhook"
   shared_dir                    = local.shared_dir
   source_bucket                 = google_storage_bucket.sources.name
-  service_account_email         = google_service_account.universign_poll.email
-  trigger_topic                 = google_pubsub_topic.universign_poll_trigger.id
+  service_account_email         = google_service_account.universign_poll[0].email
+  build_service_account_email   = local.build_service_account_email
+  trigger_topic                 = google_pubsub_topic.universign_poll_trigger[0].name
   trigger_service_account_email = google_service_account.invoker.email
   # A failed run is not redelivered: the next one starts 5 minutes later from the same index.
   retry           = false
@@ -244,5 +265,6 @@ module "universign_poll" {
     google_secret_manager_secret_iam_member.universign_poll_read,
     google_pubsub_topic_iam_member.universign_publish_status,
     google_storage_bucket_iam_member.universign_state,
+    google_service_account_iam_member.pubsub_agent_token_creator,
   ]
 }

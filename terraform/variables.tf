@@ -3,6 +3,23 @@ variable "project_id" {
   description = "Google Cloud project that hosts the functions, topics, secrets and buckets."
 }
 
+variable "integrations" {
+  type        = set(string)
+  description = "Integrations to deploy, any of: bitrix24, hubspot, graph, cegid, universign. One left out gets no function, job, topic, secret, IAM binding, metric or alert; the shared buckets and identities stay."
+  default     = ["bitrix24", "hubspot", "graph", "cegid", "universign"]
+
+  validation {
+    condition     = length(setsubtract(var.integrations, ["bitrix24", "hubspot", "graph", "cegid", "universign"])) == 0
+    error_message = "integrations takes only bitrix24, hubspot, graph, cegid and universign."
+  }
+}
+
+variable "api_propagation_seconds" {
+  type        = number
+  description = "Wait after enabling the Google APIs on the first apply, before creating anything that uses them (enabling returns before every API answers)."
+  default     = 60
+}
+
 variable "region" {
   type        = string
   description = "Region of the functions, Cloud Scheduler jobs and buckets."

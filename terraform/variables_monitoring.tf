@@ -33,3 +33,9 @@ variable "universign_signature_failure_threshold" {
   description = "Alert when more than this many Universign webhook calls fail token or signature checks within 15 minutes (a few are internet noise; a burst means a key or token changed)."
   default     = 5
 }
+
+variable "log_metric_propagation_seconds" {
+  type        = number
+  description = "Wait between creating log-based metrics and the alert policies that read them (a new metric is not found by Cloud Monitoring at first)."
+  default     = 60
+}

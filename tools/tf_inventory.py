@@ -10,9 +10,10 @@ tests/terraform/test_terraform_agrees_with_code.py compares its output with the 
 HCL is evaluated statically, as far as that is possible without a provider: literals,
 ``var.*`` (defaults), ``local.*``, ``each.*``/``count.index``, ``for_each``/``count``
 expansion, conditionals, ``for`` expressions, a few functions (toset, tostring, jsonencode,
-base64encode, merge, concat, keys, values, lower, upper, format, join, lookup) and references to
-resource attributes that are known before apply (a topic's id/name, a secret's id/secret_id, a
-service account's email). What cannot be known becomes ``null`` (listed under ``unresolved``).
+base64encode, merge, concat, keys, values, lower, upper, format, join, lookup, contains, one)
+and references to resource attributes that are known before apply (a topic's id/name, a
+secret's id/secret_id, a service account's email). What cannot be known becomes ``null``
+(listed under ``unresolved``).
 python-hcl2 8.x keeps the quotes of string literals and block labels; they are removed here.
 """
 
@@ -575,6 +576,14 @@ class Module:
             return len(args[0])
         if name == "replace":
             return str(args[0]).replace(args[1], args[2])
+        if name == "contains":
+            return args[1] in args[0]
+        if name == "one":
+            if len(args[0]) > 1:
+                raise EvalError("one() of more than one element")
+            return args[0][0] if args[0] else None
+        if name == "trimprefix":
+            return str(args[0]).removeprefix(args[1])
         return Unknown(f"{name}()")
 
     def for_expr(self, node: Any, scope: dict[str, Any]) -> Any:
@@ -712,7 +721,9 @@ class Module:
         return result
 
     def _expand(self, body: dict[str, Any]) -> dict[Any, dict[str, Any]]:
-        attrs = {k: v for k, v in body.items() if not k.startswith("__")}
+        # Meta-arguments say how Terraform orders and keeps the resource, not what it is.
+        meta = ("depends_on", "lifecycle", "provider", "providers")
+        attrs = {k: v for k, v in body.items() if not k.startswith("__") and k not in meta}
         if "for_each" in attrs:
             coll = self.value(attrs.pop("for_each"), {})
             if _is_unknown(coll):

@@ -112,14 +112,14 @@ MUTATIONS = {
         "entry_point 'b24_refresh' is not a decorated function",
     ),
     "no trigger topic": (
-        "trigger_topic                 = google_pubsub_topic.b24_trigger.id",
+        "trigger_topic                 = google_pubsub_topic.b24_trigger[0].name",
         "",
         "is a CloudEvent function but has no topic",
     ),
     "trigger topic missing": (
-        "trigger_topic                 = google_pubsub_topic.b24_trigger.id",
-        'trigger_topic                 = "projects/p/topics/nowhere"',
-        "trigger topic 'projects/p/topics/nowhere' is not a topic",
+        "trigger_topic                 = google_pubsub_topic.b24_trigger[0].name",
+        'trigger_topic                 = "nowhere"',
+        "trigger topic 'nowhere' is not a topic",
     ),
     "required variable unset": (
         "STATE_BUCKET               = google_storage_bucket.state.name",
@@ -142,8 +142,8 @@ MUTATIONS = {
         "reads secret 'b24-access-tokn', which no google_secret_manager_secret creates",
     ),
     "accessor missing": (
-        'for_each  = toset(["client_id", "client_secret"])',
-        'for_each  = toset(["client_id"])',
+        'for_each  = toset(local.deploy.bitrix24 ? ["client_id", "client_secret"] : [])',
+        'for_each  = toset(local.deploy.bitrix24 ? ["client_id"] : [])',
         "cannot read ['b24-client-secret']",
     ),
     "access beyond need": (
@@ -152,7 +152,7 @@ MUTATIONS = {
         None,  # a new secret alone is fine ...
     ),
     "scheduler topic missing": (
-        "topic_name = google_pubsub_topic.b24_trigger.id",
+        "topic_name = google_pubsub_topic.b24_trigger[0].id",
         'topic_name = "nowhere"',
         "publishes to 'nowhere', not a topic",
     ),
@@ -183,7 +183,7 @@ def test_access_to_a_secret_the_code_does_not_read_is_noticed(tmp_path) -> None:
                 resource "google_secret_manager_secret_iam_member" "b24_too_much" {
                   secret_id = google_secret_manager_secret.b24["unrelated"].id
                   role      = "roles/secretmanager.secretAccessor"
-                  member    = "serviceAccount:${google_service_account.b24.email}"
+                  member    = "serviceAccount:${google_service_account.b24[0].email}"
                 }
                 """
             )
@@ -200,7 +200,7 @@ def test_project_wide_secret_access_is_noticed(tmp_path) -> None:
             resource "google_project_iam_member" "b24_every_secret" {
               project = var.project_id
               role    = "roles/secretmanager.secretAccessor"
-              member  = "serviceAccount:${google_service_account.b24.email}"
+              member  = "serviceAccount:${google_service_account.b24[0].email}"
             }
             """
         )
@@ -217,7 +217,7 @@ def test_a_name_condition_matching_other_secrets_is_noticed(tmp_path) -> None:
             resource "google_project_iam_member" "b24_prefix" {
               project = var.project_id
               role    = "roles/secretmanager.secretAccessor"
-              member  = "serviceAccount:${google_service_account.b24.email}"
+              member  = "serviceAccount:${google_service_account.b24[0].email}"
               condition {
                 title      = "too-wide"
                 expression = "resource.name.startsWith(\\"projects/${data.google_project.this.number}/secrets/b24-\\")"
@@ -239,8 +239,8 @@ def test_a_name_condition_matching_other_secrets_is_noticed(tmp_path) -> None:
 def test_a_service_account_shared_between_integrations_is_noticed(tmp_path) -> None:
     copy = _mutated_terraform(
         tmp_path,
-        "service_account_email         = google_service_account.b24.email",
-        "service_account_email         = google_service_account.graph_renew.email",
+        "service_account_email         = google_service_account.b24[0].email",
+        "service_account_email         = google_service_account.graph_renew[0].email",
     )
     problems = check_service_accounts(load_inventory(copy), FOLDERS)
     assert any("shares service account graph-" in p for p in problems), problems

@@ -2,15 +2,36 @@
 # change to either redeploys, and nothing but `terraform apply` is needed to ship it.
 
 locals {
-  # Bytecode caches and local build output never belong in an archive.
-  skip = "(^|/)(__pycache__|\\.pytest_cache|\\.mypy_cache)(/|$)|\\.pyc$"
+  # Only what runs ships: no bytecode or tool caches, no tests, no local environment files
+  # (they may hold secrets), no editor or OS litter.
+  skip = join("|", [
+    "(^|/)(__pycache__|\\.pytest_cache|\\.mypy_cache|\\.ruff_cache|\\.venv|venv|tests?|\\.idea|\\.vscode|\\.git)(/|$)",
+    "\\.py[cod]$",
+    "(^|/)\\.env[^/]*$",
+    "(^|/)(test_[^/]*|[^/]*_test|conftest)\\.py$",
+    "(^|/)(\\.DS_Store|Thumbs\\.db|\\.#[^/]*|#[^/]*#)$",
+    "(~|\\.sw[a-p]|\\.bak|\\.orig|\\.tmp)$",
+  ])
   function_files = {
     for f in fileset(var.source_dir, "**") : f => "${var.source_dir}/${f}" if !can(regex(local.skip, f))
   }
   shared_files = {
     for f in fileset(var.shared_dir, "**") : "shared/${f}" => "${var.shared_dir}/${f}" if !can(regex(local.skip, f))
   }
-  archive_files = merge(local.function_files, local.shared_files)
+  candidate_files = merge(local.function_files, local.shared_files)
+  # archive_file packs file contents as text: a file that is not UTF-8 (an image, a compiled
+  # library) is left out and named by the check below, instead of failing the whole plan.
+  archive_files = { for name, path in local.candidate_files : name => path if can(file(path)) }
+  binary_files  = sort([for name, path in local.candidate_files : name if !can(file(path))])
+  # Known at plan (a name, not a resource id), so the trigger's count never waits for apply.
+  pubsub_triggered = var.trigger_topic != null
+}
+
+check "archive_holds_every_file" {
+  assert {
+    condition     = length(local.binary_files) == 0
+    error_message = "${var.name}: not packed, because they are not UTF-8 text: ${join(", ", local.binary_files)}. Load such data from Cloud Storage at run time."
+  }
 }
 
 data "archive_file" "source" {
@@ -41,8 +62,9 @@ resource "google_cloudfunctions2_function" "this" {
   labels      = var.labels
 
   build_config {
-    runtime     = "python312"
-    entry_point = var.entry_point
+    runtime         = "python312"
+    entry_point     = var.entry_point
+    service_account = "projects/${var.project}/serviceAccounts/${var.build_service_account_email}"
     source {
       storage_source {
         bucket = var.source_bucket
@@ -63,11 +85,11 @@ resource "google_cloudfunctions2_function" "this" {
   }
 
   dynamic "event_trigger" {
-    for_each = var.trigger_topic == null ? [] : [var.trigger_topic]
+    for_each = local.pubsub_triggered ? [var.trigger_topic] : []
     content {
       trigger_region        = var.region
       event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-      pubsub_topic          = event_trigger.value
+      pubsub_topic          = "projects/${var.project}/topics/${event_trigger.value}"
       retry_policy          = var.retry ? "RETRY_POLICY_RETRY" : "RETRY_POLICY_DO_NOT_RETRY"
       service_account_email = var.trigger_service_account_email
     }
@@ -76,7 +98,7 @@ resource "google_cloudfunctions2_function" "this" {
 
 # Gen2 functions run on Cloud Run: invoking one is the Cloud Run invoker role on its service.
 resource "google_cloud_run_service_iam_member" "trigger_invoker" {
-  count    = var.trigger_topic == null ? 0 : 1
+  count    = local.pubsub_triggered ? 1 : 0
   project  = var.project
   location = var.region
   service  = google_cloudfunctions2_function.this.service_config[0].service

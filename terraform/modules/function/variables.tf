@@ -44,6 +44,11 @@ variable "service_account_email" {
   description = "Identity the function runs as (one per function, holding only what it needs)."
 }
 
+variable "build_service_account_email" {
+  type        = string
+  description = "Identity Cloud Build uses to build the function (logs, image push, source read)."
+}
+
 variable "environment" {
   type        = map(string)
   description = "Environment variables of the function."
@@ -52,7 +57,7 @@ variable "environment" {
 
 variable "trigger_topic" {
   type        = string
-  description = "Pub/Sub topic id (projects/P/topics/T) that triggers a CloudEvent function; null for an HTTP function."
+  description = "Name of the Pub/Sub topic (in var.project) that triggers a CloudEvent function; null for an HTTP function. A name, known at plan, not the topic's id: whether the trigger exists must not wait for apply."
   default     = null
 }
 

@@ -1,13 +1,13 @@
 terraform {
-  required_version = ">= 1.3"
+  required_version = ">= 1.5"
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 5.30, < 8"
+      version = ">= 6.50, < 7"
     }
     archive = {
       source  = "hashicorp/archive"
-      version = ">= 2.4"
+      version = ">= 2.7, < 3"
     }
   }
 }

@@ -1,0 +1,1 @@
+"""Stand-in Terraform providers that serve the real providers' schemas to an offline plan."""
