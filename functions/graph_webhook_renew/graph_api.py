@@ -96,10 +96,7 @@ class AppToken:
             if not isinstance(token, str) or not token:
                 raise TransientError("Entra ID token endpoint answered 200 without a token")
             register(token)
-            try:
-                seconds = int(body.get("expires_in", 3599))
-            except (TypeError, ValueError):
-                seconds = 3599
+            seconds = expires_in_seconds(body)
             self._token = token
             self._valid_until = now + timedelta(seconds=seconds) - TOKEN_SKEW
             self.fetched += 1
@@ -109,6 +106,16 @@ class AppToken:
         with self._lock:
             self._token = None
             self._valid_until = None
+
+
+def expires_in_seconds(body: dict[str, Any]) -> int:
+    """The token's lifetime from the token response's ``expires_in``; 3599 (an hour) when it
+    is missing or not a number, so an odd answer costs at most an early refresh."""
+    # One small function so a later consolidation can swap in the shared expiry parser.
+    try:
+        return int(body.get("expires_in", 3599))
+    except (TypeError, ValueError):
+        return 3599
 
 
 def graph_error(response: requests.Response, where: str) -> ProviderError:

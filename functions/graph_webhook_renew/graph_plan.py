@@ -1,7 +1,8 @@
 """Which Graph subscriptions should exist, and what to do about the ones that do.
 
-Pure logic, no I/O: the reconciler lists the app's subscriptions, ``plan`` compares them with
-the desired ones, and main.py carries the plan out.
+Pure logic, no I/O: ``parse_request`` reads what a trigger asks for, the reconciler lists the
+app's subscriptions, ``plan`` compares them with the desired ones, and graph_reconcile carries
+the plan out.
 
 Maximum lifetimes are a conflicting-sources fact. The Graph subscription resource page (2022
 copy) gives 4,230 minutes for Outlook messages, events and contacts; newer secondary sources
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared import events
 from shared.settings import ConfigError
 
 # Change types Graph accepts, comma-separated in one string.
@@ -203,3 +205,23 @@ def plan(
 def requested_expiry(now: datetime, desired: Desired, minutes: int) -> datetime:
     """Now plus the configured lifetime, never above the resource's maximum."""
     return now + timedelta(minutes=min(minutes, desired.max_minutes))
+
+
+@dataclass(frozen=True)
+class RenewRequest:
+    reauthorize: tuple[str, ...] = ()
+    reason: str = "scheduled"
+
+
+def parse_request(data: dict[str, Any]) -> RenewRequest:
+    """``{}`` reconciles; ``reauthorize`` lists subscription ids to reauthorise first."""
+    unknown = set(data) - {"reauthorize", "reason"}
+    if unknown:
+        raise events.BadMessage(f"unknown fields {sorted(unknown)}; expected reauthorize, reason")
+    ids = data.get("reauthorize", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        raise events.BadMessage("reauthorize must be a list of subscription ids")
+    reason = data.get("reason", "scheduled")
+    if not isinstance(reason, str):
+        raise events.BadMessage("reason must be a string")
+    return RenewRequest(tuple(dict.fromkeys(ids))[:100], reason[:100])

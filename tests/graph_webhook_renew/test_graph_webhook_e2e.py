@@ -485,6 +485,19 @@ def test_handshake_echoes_the_decoded_token_as_plain_text(graph) -> None:
     assert response.text == token
 
 
+def cold_python(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter, as a cold instance starts: nothing imported yet, only
+    the repository on its path (shared/), a project id and no emulator."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(SOURCE.parents[2]),
+        "GOOGLE_CLOUD_PROJECT": "p",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_handshake_needs_no_secret_manager_pubsub_or_requests() -> None:
     """The cold-start design: the handshake answers before the heavy clients are imported."""
     script = (
@@ -495,16 +508,37 @@ def test_handshake_needs_no_secret_manager_pubsub_or_requests() -> None:
         "heavy = ['google.cloud.pubsub_v1', 'google.cloud.secretmanager', 'requests', 'grpc']\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(SOURCE.parents[2]),
-        "GOOGLE_CLOUD_PROJECT": "p",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = cold_python(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_entry_point_loads_only_its_own_module() -> None:
+    """The notify function never imports the reconciler (nor requests, through graph_api), and
+    the reconciler never the notify module: each is imported by its entry point."""
+    bad_trigger = base64.b64encode(b'{"delete": "all"}').decode()
+    script = (
+        "import sys, functions_framework\n"
+        f"notify = functions_framework.create_app('graph_webhook_notify', {str(SOURCE)!r})\n"
+        "assert notify.test_client().post('/?validationToken=t').status_code == 200\n"
+        "ours = ('graph_notify', 'graph_reconcile', 'graph_api', 'requests')\n"
+        "print(sorted(m for m in ours if m in sys.modules))\n"
+        "for m in ('graph_notify', 'graph_reconcile'):\n"
+        "    sys.modules.pop(m, None)\n"
+        f"renew = functions_framework.create_app('graph_webhook_renew', {str(SOURCE)!r})\n"
+        "r = renew.test_client().post('/', headers={'ce-id': '1', 'ce-specversion': '1.0',"
+        " 'ce-source': '//pubsub.googleapis.com/projects/p/topics/t',"
+        " 'ce-type': 'google.cloud.pubsub.topic.v1.messagePublished'},"
+        f" json={{'message': {{'data': {bad_trigger!r}}}}})\n"
+        "assert r.status_code == 200, r.status_code\n"
+        "print(sorted(m for m in ours if m in sys.modules))\n"
+    )
+    done = cold_python(script)
+    assert done.returncode == 0, done.stderr
+    # The functions' own log lines are JSON objects; the two listings are Python lists.
+    notify_loaded, renew_loaded = [x for x in done.stdout.splitlines() if x.startswith("[")]
+    assert notify_loaded == "['graph_notify']"
+    assert renew_loaded == "['graph_reconcile']"
 
 
 def test_valid_notification_is_published_without_the_secret(graph, notifications) -> None:

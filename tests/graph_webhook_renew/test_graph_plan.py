@@ -1,26 +1,26 @@
-"""The reconciler's planning logic and configuration parsing: pure functions, no emulator."""
+"""The reconciler's planning logic, trigger and configuration parsing: pure functions, no
+emulator."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from cli._functions import use_function_folder
-from shared.settings import ConfigError
-
-use_function_folder("graph_webhook_renew")
-
-from graph_plan import (  # noqa: E402
+from graph_plan import (
     OUTLOOK_MAX_MINUTES,
     Desired,
+    RenewRequest,
     Subscription,
     default_max_minutes,
     parse_desired,
     parse_desired_json,
+    parse_request,
     plan,
     requested_expiry,
 )
+
+from shared.events import BadMessage
+from shared.settings import ConfigError
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 URL = "https://notify.example.test/graph"
@@ -138,3 +138,29 @@ def test_other_endpoints_and_undesired_resources_are_left_alone() -> None:
     (step,), unmanaged = run_plan([foreign, stray])
     assert step.keep is None and not step.delete
     assert [s.id for s in unmanaged] == ["y"]
+
+
+def test_empty_trigger_is_a_scheduled_run() -> None:
+    assert parse_request({}) == RenewRequest((), "scheduled")
+
+
+def test_trigger_lists_each_id_once_and_caps_what_it_keeps() -> None:
+    request = parse_request({"reauthorize": ["b", "a", "b"], "reason": "reauthorizationRequired"})
+    assert request == RenewRequest(("b", "a"), "reauthorizationRequired")
+    many = parse_request({"reauthorize": [f"s{i}" for i in range(150)], "reason": "r" * 150})
+    assert len(many.reauthorize) == 100 and many.reason == "r" * 100
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"delete": "all"}, "unknown fields"),
+        ({"reauthorize": "s1"}, "list of subscription ids"),
+        ({"reauthorize": ["s1", ""]}, "list of subscription ids"),
+        ({"reauthorize": [1]}, "list of subscription ids"),
+        ({"reason": 5}, "reason must be a string"),
+    ],
+)
+def test_bad_trigger_is_refused(data, message: str) -> None:
+    with pytest.raises(BadMessage, match=message):
+        parse_request(data)

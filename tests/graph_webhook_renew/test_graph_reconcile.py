@@ -1,0 +1,248 @@
+"""graph_reconcile without emulators: runs against the Graph fake in-process (which skips the
+validation handshake here), with the clientState in memory and no lock bucket.
+
+The end-to-end tests run the same reconciler from a Pub/Sub CloudEvent, with the lock, Secret
+Manager and a notify function answering Graph's handshake.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from graph_plan import Desired, RenewRequest
+from graph_reconcile import Tally, reconcile, report
+
+from devtools.fakes.graph import GraphFake
+from shared.errors import ProviderError, TerminalError, TransientError
+
+URL = "http://127.0.0.1:9/notify"
+INBOX = "/users/u1/mailFolders('Inbox')/messages"
+STATE = "the-client-state"
+
+
+@pytest.fixture
+def fake() -> Any:
+    """This folder's Graph fake, without the handshake: nothing here answers at URL."""
+    server = GraphFake(validate=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def settings(**changes: Any) -> SimpleNamespace:
+    values: dict[str, Any] = {
+        "notification_url": URL,
+        "desired": (Desired(INBOX, "created", 4230),),
+        "renew_within": timedelta(hours=24),
+        "subscription_minutes": 4200,
+        "state_bucket": None,
+        "lock_lease": timedelta(minutes=10),
+        "lock_wait_seconds": 0,
+    }
+    return SimpleNamespace(**{**values, **changes})
+
+
+class Clients:
+    """What graph_reconcile asks of main.Clients: the Graph client and the clientState."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.state_reads = 0
+
+    def client_state(self) -> bytes:
+        self.state_reads += 1
+        return STATE.encode()
+
+
+class Failing:
+    """A Graph client whose listing fails with ``error``."""
+
+    def __init__(self, error: ProviderError) -> None:
+        self.error = error
+
+    def reauthorize(self, sub_id: str, *, deadline: float) -> bool:
+        raise AssertionError("not asked for")
+
+    def list_subscriptions(self, *, deadline: float) -> list[Any]:
+        raise self.error
+
+
+def run(graph: Any, request: RenewRequest | None = None, **changes: Any) -> Tally:
+    return reconcile(
+        settings(**changes),
+        Clients(graph),
+        request or RenewRequest(),
+        deadline=time.monotonic() + 60,
+    )
+
+
+def ours(fake: GraphFake, hours: float = 48, resource: str = INBOX) -> Any:
+    return fake.add(
+        resource=resource,
+        notification_url=URL,
+        lifecycle_url=URL,
+        client_state=STATE,
+        expires_in=timedelta(hours=hours),
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "missing"),
+    [
+        ({"notification_url": None}, "GRAPH_NOTIFICATION_URL"),
+        ({"notification_url": None, "desired": ()}, "GRAPH_NOTIFICATION_URL"),
+        ({"desired": ()}, "GRAPH_SUBSCRIPTIONS or GRAPH_USER_ID"),
+    ],
+)
+def test_missing_configuration_is_an_error_and_calls_nothing(
+    caplog: pytest.LogCaptureFixture, logged: Any, changes: dict[str, Any], missing: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    clients = Clients(Failing(TransientError("must not be called")))
+    tally = reconcile(settings(**changes), clients, RenewRequest(), deadline=time.monotonic() + 60)
+    assert tally == Tally()
+    (error,) = logged("config_error")
+    assert error == {"event": "config_error", "provider": "graph", "missing": missing}
+    (summary,) = logged("run_summary")
+    assert summary["result"] == "config_error" and summary["desired"] == len(
+        settings(**changes).desired
+    )
+    assert clients.state_reads == 0
+
+
+def test_first_run_creates_and_the_next_leaves_it(
+    fake: GraphFake, make_graph: Any, caplog: pytest.LogCaptureFixture, logged: Any
+) -> None:
+    caplog.set_level(logging.INFO)
+    graph = make_graph()
+
+    first = run(graph)
+
+    assert (first.created, first.failed) == (1, 0)
+    (sub,) = fake.live()
+    assert (sub.resource, sub.notification_url, sub.lifecycle_url) == (INBOX, URL, URL)
+    assert sub.client_state == STATE
+    lifetime = sub.expires_at - datetime.now(UTC)
+    assert timedelta(minutes=4190) < lifetime <= timedelta(minutes=4200)
+    assert first.earliest_expiry == sub.expires_at.replace(microsecond=0)
+
+    second = run(graph)
+    assert (second.created, second.unchanged) == (0, 1)
+    assert fake.count("create") == 1 and fake.count("patch") == 0
+    summaries = logged("run_summary")
+    assert [s["result"] for s in summaries] == ["ok", "ok"]
+    assert summaries[1]["reason"] == "scheduled" and summaries[1]["unchanged"] == 1
+
+
+def test_renews_inside_the_window_and_deletes_duplicates(fake: GraphFake, make_graph: Any) -> None:
+    keep = ours(fake, hours=20)
+    older = ours(fake, hours=10)
+    tally = run(make_graph())
+    assert (tally.renewed, tally.deleted) == (1, 1)
+    assert [s.id for s in fake.live()] == [keep.id]
+    assert older.deleted
+
+
+def test_reauthorization_is_counted_and_a_refusal_renews_instead(
+    fake: GraphFake, make_graph: Any
+) -> None:
+    sub = ours(fake, hours=40)  # outside the renewal window
+    tally = run(make_graph(), RenewRequest((sub.id, "gone"), "reauthorizationRequired"))
+    assert (tally.reauthorized, tally.renewed, tally.unchanged) == (1, 0, 1)
+
+    fake.inject("reauthorize", 403, body={"error": {"code": "Forbidden", "message": "x"}})
+    tally = run(make_graph(), RenewRequest((sub.id,), "reauthorizationRequired"))
+    assert (tally.reauthorized, tally.renewed) == (0, 1)
+
+
+def test_unmanaged_subscriptions_are_reported_not_touched(
+    fake: GraphFake, make_graph: Any, caplog: pytest.LogCaptureFixture, logged: Any
+) -> None:
+    ours(fake)
+    stray = ours(fake, resource="/users/u1/contacts")
+    tally = run(make_graph())
+    assert (tally.unchanged, tally.unmanaged) == (1, 1)
+    assert stray in fake.live()
+    (line,) = logged("unmanaged_subscriptions")
+    assert line == {"event": "unmanaged_subscriptions", "provider": "graph"}
+    (warning,) = [r for r in caplog.records if getattr(r, "json_fields", None) is line]
+    assert warning.levelno == logging.WARNING and "/users/u1/contacts" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("error", "event"),
+    [
+        (TerminalError("secret graph-client-id missing", code="secret_missing"), "config_error"),
+        (TerminalError("refused", code="invalid_client", status=401), "needs_reauth"),
+        (TerminalError("refused", code="invalid_request", status=400), "needs_reauth"),
+        (TerminalError("forbidden", code="Forbidden", status=403), "subscription_failed"),
+        (TerminalError("odd", code="invalid_client", status=403), "subscription_failed"),
+    ],
+)
+def test_terminal_failures_say_what_to_fix_and_are_acknowledged(
+    caplog: pytest.LogCaptureFixture, logged: Any, error: TerminalError, event: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    tally = run(Failing(error))
+    assert tally.failed == 1 and tally.errors == [error]
+    (line,) = logged(event)
+    assert line == {"event": event, "provider": "graph", "error_code": error.code}
+    (record,) = [r for r in caplog.records if getattr(r, "json_fields", None) is line]
+    assert record.levelno == logging.ERROR and "a person must act" in record.getMessage()
+    (summary,) = logged("run_summary")
+    assert (summary["result"], summary["failed"]) == ("failed", 1)
+
+
+def test_a_transient_failure_is_reported_then_raised(
+    caplog: pytest.LogCaptureFixture, logged: Any
+) -> None:
+    caplog.set_level(logging.INFO)
+    error = TransientError("GET /v1.0/subscriptions: HTTP 503", code="http_503", status=503)
+    with pytest.raises(TransientError) as raised:
+        run(Failing(error))
+    assert raised.value is error
+    (summary,) = logged("run_summary")
+    assert (summary["result"], summary["failed"]) == ("failed", 1)
+    assert "failed transiently" in caplog.text
+
+
+def test_one_failed_step_does_not_stop_the_others(fake: GraphFake, make_graph: Any) -> None:
+    events = Desired("/users/u1/events", "created", 4230)
+    fake.inject("create", 403, body={"error": {"code": "Forbidden", "message": "no"}})
+    tally = run(make_graph(), desired=(Desired(INBOX, "created", 4230), events))
+    assert (tally.created, tally.failed) == (1, 1)
+    assert [s.resource for s in fake.live()] == ["/users/u1/events"]
+
+
+def test_summary_carries_every_counter(caplog: pytest.LogCaptureFixture, logged: Any) -> None:
+    caplog.set_level(logging.INFO)
+    soon = datetime.now(UTC) + timedelta(minutes=90)
+    tally = Tally(created=1, renewed=2, recreated=3, deleted=4, unchanged=5, reauthorized=6)
+    tally.unmanaged, tally.expiries = 7, [soon + timedelta(hours=1), soon]
+    report(settings(), tally, "test", 1.23456)
+    (summary,) = logged("run_summary")
+    assert summary == {
+        "event": "run_summary",
+        "provider": "graph",
+        "result": "ok",
+        "reason": "test",
+        "desired": 1,
+        "created": 1,
+        "renewed": 2,
+        "recreated": 3,
+        "deleted": 4,
+        "unchanged": 5,
+        "reauthorized": 6,
+        "unmanaged": 7,
+        "failed": 0,
+        "earliest_expiry": soon.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "earliest_expiry_in_minutes": 89,
+        "duration_seconds": 1.235,
+    }
