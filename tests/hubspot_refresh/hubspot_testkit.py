@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,6 +25,7 @@ import functions_framework
 import pytest
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
+from functions_framework import _function_registry
 
 from devtools.fakes.hubspot import V1_TOKEN_ROUTE, HubSpotFake
 from shared import clock
@@ -115,6 +118,20 @@ class HubSpotSetup:
         return values
 
 
+class Clock:
+    """A controllable clock: tests move it instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime.now(UTC).replace(microsecond=0)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
 def make_setup(stack: Any) -> tuple[HubSpotSetup, HubSpotFake]:
     from devtools import gcp
 
@@ -142,14 +159,34 @@ def make_setup(stack: Any) -> tuple[HubSpotSetup, HubSpotFake]:
     return HubSpotSetup(fake, store, project, env), fake
 
 
-def load_main(setup: HubSpotSetup, monkeypatch: pytest.MonkeyPatch, **extra: str) -> ModuleType:
-    """Execute main.py afresh with the set-up's environment; returns the module (its Flask
-    app is ``module.app``)."""
-    setup.apply_env(monkeypatch, **extra)
-    app = functions_framework.create_app("hubspot_refresh", SOURCE, "cloudevent")
-    module = sys.modules["main"]
+def boot() -> ModuleType:
+    """Execute main.py afresh under functions_framework, as the runtime does, with the
+    environment as it is now; returns that module (its Flask app is ``module.app``).
+
+    The framework keeps the module it executes only under sys.modules["main"], a name every
+    function's tests share; taking the object from its loader as it hands it over means a test
+    always drives the module this call executed.
+    """
+    loaded: list[ModuleType] = []
+    load = _function_registry.load_function_module
+
+    def keep(source: str) -> tuple[ModuleType, Any]:
+        module, spec = load(source)
+        loaded.append(module)
+        return module, spec
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_function_registry, "load_function_module", keep)
+        app = functions_framework.create_app("hubspot_refresh", SOURCE, "cloudevent")
+    (module,) = loaded
     module.app = app  # type: ignore[attr-defined]
     return module
+
+
+def load_main(setup: HubSpotSetup, monkeypatch: pytest.MonkeyPatch, **extra: str) -> ModuleType:
+    """Execute main.py afresh with the set-up's environment (see boot)."""
+    setup.apply_env(monkeypatch, **extra)
+    return boot()
 
 
 def run_once(module: ModuleType, *, requested_at: datetime | None = None, **request: Any) -> Any:
@@ -161,6 +198,29 @@ def run_once(module: ModuleType, *, requested_at: datetime | None = None, **requ
         requested_at=requested_at or clock.now(),
         deadline=time.monotonic() + 120,
     )
+
+
+def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
+    """Import a module of the function folder in a fresh interpreter with no environment
+    variables and functions_framework unimportable; returns what went wrong ("" if nothing),
+    including any module of ``absent`` the import loaded."""
+    code = (
+        "import sys\n"
+        "sys.modules['functions_framework'] = None\n"
+        f"import {module}\n"
+        f"loaded = [m for m in {absent!r} if m in sys.modules]\n"
+        "assert loaded == [], f'loaded {loaded}'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{REPO}{os.pathsep}{FUNCTION_DIR}"},
+        timeout=60,
+        check=False,
+    )
+    return "" if done.returncode == 0 else done.stderr
 
 
 def pubsub_cloud_event(

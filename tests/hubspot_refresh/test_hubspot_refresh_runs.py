@@ -1,17 +1,18 @@
 """hubspot_refresh runs in-process against the Secret Manager stand-in, fake-gcs-server (locks)
-and the HubSpot fake: which accounts get refreshed, what is stored, what is reported."""
+and the HubSpot fake: which accounts get refreshed, what is stored, what is reported, and that
+no log line ever shows a credential. Tests of one module's part live in test_<module>.py."""
 
 from __future__ import annotations
 
 import json
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from shared import clock
 from tests.hubspot_refresh.hubspot_testkit import (
+    Clock,
     HubSpotSetup,
     deliver,
     load_main,
@@ -20,27 +21,6 @@ from tests.hubspot_refresh.hubspot_testkit import (
     run_once,
     summaries,
 )
-
-
-class Clock:
-    """A controllable clock: tests move it instead of sleeping."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime.now(UTC).replace(microsecond=0)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> datetime:
-        self.current += timedelta(**delta)
-        return self.current
-
-
-@pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(clock, "now", fake.now)
-    return fake
 
 
 def t(value: datetime) -> str:
@@ -374,37 +354,7 @@ def test_one_failing_account_never_stops_the_others(hs: HubSpotSetup, monkeypatc
     assert summary.counts["needs_reauth"] == 2 and summary.counts["refreshed"] == 2
 
 
-# --- rotation ---------------------------------------------------------------------------------
-
-
-def test_rotated_refresh_token_is_stored_and_used_next(
-    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock
-) -> None:
-    first = hs.add_account("901")
-    hs.fake.rotation = "always"
-    hs.fake.old_token_survives_rotation = False
-    main = load_main(hs, monkeypatch)
-
-    run_once(main)
-    stored = hs.refresh_token("901")
-    assert stored != first and stored in hs.fake.grants
-    status = hs.status("901")
-    assert status.refresh_token_version == 2
-
-    fixed_clock.advance(minutes=1)
-    run_once(main, force=True)
-    assert hs.fake.refreshes[901] == 2  # the old token is dead: only the new one works
-    assert hs.status("901").state == "ok"
-
-    # Unchanged refresh token: no new version.
-    hs.fake.rotation = "never"
-    before = hs.store.latest_version("hubspot-901-refresh-token")
-    fixed_clock.advance(minutes=1)
-    run_once(main, force=True)
-    assert hs.store.latest_version("hubspot-901-refresh-token") == before
-    # Old versions are destroyed as new ones arrive: two of each stay live.
-    assert hs.live_versions("hubspot-901-access-token") == [2, 3]
-    assert hs.live_versions("hubspot-901-refresh-token") == [2, 3]
+# --- the endpoint -----------------------------------------------------------------------------
 
 
 def test_v3_endpoint_is_one_setting(hs: HubSpotSetup, monkeypatch) -> None:
@@ -416,20 +366,6 @@ def test_v3_endpoint_is_one_setting(hs: HubSpotSetup, monkeypatch) -> None:
 
 
 # --- concurrency --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("cap", [1, 4])
-def test_concurrency_never_exceeds_the_cap(hs: HubSpotSetup, monkeypatch, cap: int) -> None:
-    accounts = [str(1000 + i) for i in range(12)]
-    for account in accounts:
-        hs.add_account(account)
-    hs.fake.latency = 0.15
-    main = load_main(hs, monkeypatch, HUBSPOT_CONCURRENCY=str(cap))
-    summary = run_once(main)
-    assert summary.counts["refreshed"] == 12
-    assert hs.fake.max_in_flight <= cap
-    if cap > 1:
-        assert hs.fake.max_in_flight >= 2  # the pool does run in parallel
 
 
 def test_concurrent_duplicate_deliveries_refresh_each_account_once(
@@ -457,37 +393,6 @@ def test_concurrent_duplicate_deliveries_refresh_each_account_once(
     lines = summaries(capsys.readouterr().out)
     assert len(lines) == 4
     assert sum(line["refreshed"] for line in lines) == 6
-
-
-def test_shard_mode_publishes_due_accounts_and_work_messages_refresh_them(
-    hs: HubSpotSetup, monkeypatch
-) -> None:
-    for account in ("1201", "1202", "1203", "1204", "1205", "1206"):
-        hs.add_account(account)
-    hs.set_status("1205", **{"state": "ok", "expires-at": t(clock.now() + timedelta(hours=1))})
-    main = load_main(hs, monkeypatch, HUBSPOT_SHARD_SIZE="2", HUBSPOT_WORK_TOPIC="hs-work")
-    published: list[bytes] = []
-
-    summary = main.fan_out(
-        main.SETTINGS,
-        main.clients(),
-        main.RunRequest(),
-        requested_at=clock.now(),
-        publish=published.append,
-    )
-
-    assert summary.shards == 3 and summary.counts["skipped_fresh"] == 1
-    messages: list[dict[str, Any]] = [json.loads(m) for m in published]
-    assert [m["accounts"] for m in messages] == [["1201", "1202"], ["1203", "1204"], ["1206"]]
-    assert [m["shard"] for m in messages] == ["1/3", "2/3", "3/3"]
-    assert hs.token_calls() == 0  # the planner never calls HubSpot
-
-    for message in messages:
-        assert deliver(main, pubsub_cloud_event(message)) == 200
-    assert dict(hs.fake.refreshes) == {1201: 1, 1202: 1, 1203: 1, 1204: 1, 1206: 1}
-    # A redelivered shard finds its accounts refreshed since the request.
-    assert deliver(main, pubsub_cloud_event(messages[0])) == 200
-    assert hs.token_calls() == 5
 
 
 def test_secret_manager_down_at_discovery_makes_pub_sub_retry(
@@ -539,3 +444,42 @@ def test_throttled_secret_manager_reads_wait_and_retry(hs: HubSpotSetup, monkeyp
     summary = run_once(main)
     assert summary.counts["refreshed"] == 1 and summary.counts["failed"] == 0
     assert hs.status("1501").state == "ok"
+
+
+# --- log safety -----------------------------------------------------------------------------
+
+
+def test_no_secret_value_in_any_log_line(
+    hs: HubSpotSetup, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = {a: hs.add_account(a) for a in ("1301", "1302", "1303", "1304")}
+    hs.fake.revoke(tokens["1302"])
+    hs.fake.rotation = "always"
+    main = load_main(hs, monkeypatch)
+    hs.fake.inject("token", 500, count=1)
+    run_once(main)
+    later = clock.now() + timedelta(minutes=1)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    run_once(main, force=True)
+    # The HubSpot fake echoing a credential in an error description must not leak it either.
+    hs.fake.inject(
+        "token",
+        400,
+        body={
+            "status": "BAD_REFRESH_TOKEN",
+            "message": f"unknown token {hs.refresh_token('1304')}",
+        },
+    )
+    run_once(main, force=True, accounts=("1304",), requested_at=later + timedelta(seconds=1))
+
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert '"run_summary"' in text and '"needs_reauth"' in text
+    values = hs.secret_values()
+    values += [hs.refresh_token(a) for a in tokens] + [hs.access_token(a) for a in ("1301", "1303")]
+    leaked = [v for v in values if v in text]
+    assert leaked == []
+    # ... and nothing leaked into the status annotations users read either.
+    for account in tokens:
+        annotations = json.dumps(hs.annotations(account))
+        assert all(v not in annotations for v in values)

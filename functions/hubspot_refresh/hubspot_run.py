@@ -1,0 +1,80 @@
+"""One run over the accounts: discover, select, plan, refresh the due ones a bounded number at
+a time until the run's deadline, report. Used for scheduled and forced runs and for the work
+messages (shards) a fan-out published."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hubspot_accounts import Account, discover
+from hubspot_plan import DEFERRED, FAILED, RunRequest, RunSummary, plan, select
+from hubspot_refresh_account import ClientCredentials, refresh_account
+from hubspot_report import report
+
+from shared import logs
+from shared.redact import redact
+
+if TYPE_CHECKING:
+    from main import Clients, Settings  # types only: main imports this module
+
+log = logging.getLogger("hubspot_refresh")  # the function's logger: see main.log
+
+
+def run(
+    settings: Settings,
+    clients: Clients,
+    request: RunRequest,
+    *,
+    requested_at: datetime | None,
+    deadline: float,
+) -> RunSummary:
+    started = time.monotonic()
+    mode = "shard" if request.shard else ("forced" if request.force else "scheduled")
+    summary = RunSummary(mode)
+    try:
+        accounts = select(discover(clients.store), request, summary)
+        creds = ClientCredentials(clients.store)
+        due = plan(settings, clients.store, accounts, request, requested_at, creds, summary)
+    except Exception:
+        # Without the account list nothing can be decided: Pub/Sub delivers again.
+        log.exception("could not list HubSpot accounts; Pub/Sub will deliver the run again")
+        report(summary, time.monotonic() - started, seen=0, error="discovery_failed")
+        raise
+
+    # 4. Refresh the due accounts, a bounded number at a time ------------------------------
+    def one(account: Account) -> str:
+        if time.monotonic() >= deadline:
+            return DEFERRED
+        try:
+            return refresh_account(
+                settings, clients, account, request, requested_at, creds, deadline
+            )
+        except Exception as error:  # noqa: BLE001 - one account never stops the others
+            log.error(
+                "account %s: refresh failed unexpectedly (%s: %s); the next run tries again",
+                account.account_id,
+                type(error).__name__,
+                redact(str(error))[:300],
+                extra=logs.fields(account=account.account_id, outcome=FAILED),
+            )
+            return FAILED
+
+    if due:
+        with ThreadPoolExecutor(
+            max_workers=min(settings.concurrency, len(due)), thread_name_prefix="hubspot"
+        ) as pool:
+            for result in pool.map(one, due):
+                summary.add(result)
+    if summary.counts[DEFERRED]:
+        log.warning(
+            "%d due accounts did not fit in this run's %ds; raise HUBSPOT_CONCURRENCY or turn "
+            "on sharding (HUBSPOT_SHARD_SIZE, HUBSPOT_WORK_TOPIC)",
+            summary.counts[DEFERRED],
+            settings.run_seconds,
+        )
+    report(summary, time.monotonic() - started, seen=len(accounts), shard=request.shard)
+    return summary
