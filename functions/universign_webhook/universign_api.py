@@ -32,6 +32,33 @@ class Download:
     content_type: str
 
 
+def raise_for_status(status: int, path: str) -> None:
+    """Raise what an answer other than 200 to ``GET path`` means (see the module docstring).
+
+    The one place Universign's HTTP statuses are classified, kept apart so that it can give
+    way to a shared classifier without touching the calls."""
+    if status in (401, 403):
+        raise TerminalError(
+            f"Universign refused the API key (HTTP {status}) on GET {path}",
+            code=f"http_{status}",
+            status=status,
+        )
+    if status == 404:
+        raise NotFound(path)
+    if status in (408, 409, 425) or status >= 500:
+        raise TransientError(
+            f"Universign answered HTTP {status} on GET {path}",
+            code=f"http_{status}",
+            status=status,
+        )
+    if status != 200:
+        raise TerminalError(
+            f"Universign answered HTTP {status} on GET {path}",
+            code=f"http_{status}",
+            status=status,
+        )
+
+
 class UniversignApi:
     def __init__(
         self,
@@ -60,26 +87,7 @@ class UniversignApi:
                 break
             response.close()
         assert response is not None
-        if response.status_code in (401, 403):
-            raise TerminalError(
-                f"Universign refused the API key (HTTP {response.status_code}) on GET {path}",
-                code=f"http_{response.status_code}",
-                status=response.status_code,
-            )
-        if response.status_code == 404:
-            raise NotFound(path)
-        if response.status_code in (408, 409, 425) or response.status_code >= 500:
-            raise TransientError(
-                f"Universign answered HTTP {response.status_code} on GET {path}",
-                code=f"http_{response.status_code}",
-                status=response.status_code,
-            )
-        if response.status_code != 200:
-            raise TerminalError(
-                f"Universign answered HTTP {response.status_code} on GET {path}",
-                code=f"http_{response.status_code}",
-                status=response.status_code,
-            )
+        raise_for_status(response.status_code, path)
         return response
 
     def get_transaction(

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import base64
-import importlib
 import json
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from universign_jws import JwksVerifier, KeysUnavailable, SignatureError
 
 from devtools.fakes.universign import JWKS_ROUTE, SigningKey, UniversignFake, b64url
 from shared.http import HttpClient, RetryPolicy
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions" / "universign_webhook"))
-
-# Loaded by name: the function folder is not a package (and mypy checks it on its own).
-_jws: Any = importlib.import_module("universign_jws")
-JwksVerifier, KeysUnavailable, SignatureError = (
-    _jws.JwksVerifier,
-    _jws.KeysUnavailable,
-    _jws.SignatureError,
-)
 
 BODY = b'{"object":"event","id":"evt_1","type":"transaction.lifecycle.started"}'
 
@@ -34,16 +21,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def fake() -> Iterator[UniversignFake]:
-    server = UniversignFake()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def verifier(fake: UniversignFake, clock: Clock | None = None) -> Any:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
+import universign_state as us
 from hypothesis import given
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions" / "universign_webhook"))
-
-# Loaded by name: the function folder is not a package (and mypy checks it on its own).
-us: Any = importlib.import_module("universign_state")
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ import requests
 from devtools import gcp
 from devtools.fakes.universign import JWKS_ROUTE, TRANSACTION_ROUTE, SigningKey, UniversignFake
 from shared.secrets import SecretStore
-from tests.universign_webhook.universign_testkit import Kit, fake_fixture, make_kit  # noqa: F401 - fixtures
+from tests.universign_webhook.universign_testkit import Kit, make_kit
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,9 @@
-"""Fixtures and helpers shared by the Universign tests (imported by the test modules)."""
+"""Fixtures and helpers shared by the Universign tests (imported by the test modules, and by
+tests/hardening for its Universign set-up).
+
+Named uniquely (not conftest) so other folders' tests can import it without clashing with
+other integrations' helpers.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -136,7 +142,9 @@ def kit_fixture(stack: Stack, fake: UniversignFake) -> Kit:
 
 
 def load_main(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """A fresh copy of the function module with ``env`` applied (settings are read at import)."""
+    """A fresh copy of main.py with ``env`` applied (settings are read when it executes), for
+    tests that need the whole function: its SETTINGS, clients() and entry points. Its sibling
+    modules are imported by bare name, as main.py imports them."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     if str(FOLDER) not in sys.path:
@@ -161,6 +169,11 @@ def webhook_client(module: ModuleType) -> Any:
     return app.test_client()
 
 
+def deliver(client: Any, kit: Kit, tx: str, event_type: str | None = None, **kw: Any) -> Any:
+    """A signed event about ``tx`` from the fake, posted to the webhook."""
+    return post_event(client, kit.fake, kit.fake.event(tx, event_type, **kw))
+
+
 def post_event(client: Any, fake: UniversignFake, event: dict[str, Any] | bytes, **kw: Any) -> Any:
     body = event if isinstance(event, bytes) else fake.encode(event)
     headers = {"Content-Type": "application/json"}
@@ -176,3 +189,16 @@ def env_without_stack(fake: UniversignFake) -> dict[str, str]:
         "ARCHIVE_BUCKET": "unused",
         "UNIVERSIGN_API_URL": fake.url,
     }
+
+
+class Clock:
+    """Stands in for shared.clock.now: time moves only when a test says so."""
+
+    def __init__(self, start: datetime) -> None:
+        self.value = start
+
+    def __call__(self) -> datetime:
+        return self.value
+
+    def advance(self, **delta: float) -> None:
+        self.value += timedelta(**delta)

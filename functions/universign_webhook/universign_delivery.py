@@ -1,0 +1,143 @@
+"""One webhook delivery (main.universign_webhook), up to the Reply main writes and logs.
+
+Refused before anything is processed, in this order: another method (405), a wrong URL token
+when one is configured (401), a body over the limit (413), a content type other than JSON
+(415), a missing or invalid signature (401, universign_jws), a body that is not a JSON object
+(400); the checks themselves are universign_plan's. Then the event id is claimed once in the
+state bucket (a repeat answers 200 ``duplicate``, one being processed 409), its transaction
+synced (universign_sync), and the claim finished, or released on a failure so that
+Universign's next retry is processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from google.api_core import exceptions as gexc
+from universign_alerts import config_problem, needs_reauth
+from universign_jws import KeysUnavailable, SignatureError
+from universign_plan import (
+    Reply,
+    WebhookEvent,
+    decode_event,
+    parse_event,
+    refuse_media_type,
+    refuse_method,
+    refuse_size,
+    signature_from,
+    token_matches,
+)
+from universign_state import Conflict
+from universign_sync import sync_transaction
+
+from shared import clock
+from shared.errors import ProviderError, TerminalError
+
+if TYPE_CHECKING:
+    # Types only: main imports this module, and its Settings read the environment.
+    import flask
+    from main import Clients, Settings
+
+# Lines go to main.py's logger, which logs.setup names after the entry point being served
+# (settings.entry_point), so every line keeps its "logger" whichever module writes it.
+
+
+def handle_webhook(
+    settings: Settings, clients: Clients, request: flask.Request, *, deadline: float
+) -> Reply:
+    log = logging.getLogger(settings.entry_point)
+    if (refused := refuse_method(request.method)) is not None:
+        return refused
+    if settings.webhook_token_secret:
+        given = request.args.get("token", "")
+        try:
+            expected = clients.webhook_token()
+        except gexc.GoogleAPIError as error:
+            return Reply(503, "unavailable", f"token secret unreadable ({type(error).__name__})")
+        if not token_matches(given, expected):
+            return Reply(401, "unauthorized", "bad or missing token")
+    if (refused := refuse_size(request.content_length, settings.max_body_bytes)) is not None:
+        return refused
+    body = request.stream.read(settings.max_body_bytes + 1)
+    if (refused := refuse_size(len(body), settings.max_body_bytes)) is not None:
+        return refused
+    if (refused := refuse_media_type(request.mimetype)) is not None:
+        return refused
+    signature = signature_from(request.headers, settings.signature_headers)
+    try:
+        kid = clients.verifier.verify(signature, body)
+    except SignatureError as error:
+        log.warning("webhook refused: %s", error)
+        return Reply(401, "bad_signature", str(error))
+    except KeysUnavailable:
+        return Reply(503, "unavailable", "Universign key set unavailable")
+    event = decode_event(body)
+    if isinstance(event, Reply):
+        return event
+    parsed = parse_event(event, body)
+    fields: dict[str, Any] = {
+        "event_id": parsed.event_id,
+        "event_type": parsed.event_type,
+        "transaction_id": parsed.transaction_id,
+        "kid": kid,
+    }
+    if parsed.transaction_id is None:
+        return Reply(200, "ignored", f"event {parsed.event_type[:60]} needs no sync", fields=fields)
+    return _process_event(settings, clients, parsed, fields, deadline)
+
+
+def _process_event(
+    settings: Settings,
+    clients: Clients,
+    event: WebhookEvent,
+    fields: dict[str, Any],
+    deadline: float,
+) -> Reply:
+    log = logging.getLogger(settings.entry_point)
+    assert event.transaction_id is not None
+    try:
+        claim, generation = clients.state.claim_event(
+            event.event_id, lease=settings.event_lease, now=clock.now()
+        )
+    except gexc.GoogleAPIError as error:
+        return Reply(503, "unavailable", f"state bucket: {type(error).__name__}", fields=fields)
+    if claim == "done":
+        return Reply(200, "duplicate", fields=fields)
+    if claim == "busy":
+        return Reply(409, "in_progress", "this event is being processed", fields=fields)
+    try:
+        result = sync_transaction(
+            settings,
+            clients,
+            event.transaction_id,
+            source=f"webhook:{event.event_type}",
+            refusal_hint=event.refusal,
+            deadline=deadline,
+        )
+    except TerminalError as error:
+        clients.state.release_event(event.event_id, generation)
+        needs_reauth(settings, error)
+        return Reply(503, "api_key_refused", error.code, fields=fields)
+    except (ProviderError, Conflict, gexc.GoogleAPIError) as error:
+        clients.state.release_event(event.event_id, generation)
+        config_problem(settings, error)
+        log.warning(
+            "webhook sync of %s failed (%s); Universign retries", event.transaction_id, error
+        )
+        return Reply(503, "retry_later", type(error).__name__, fields=fields)
+    except BaseException:
+        clients.state.release_event(event.event_id, generation)
+        raise
+    fields.update(status=result.status, status_changed=result.change is not None)
+    clients.state.finish_event(
+        event.event_id,
+        generation,
+        {
+            "transaction_id": event.transaction_id,
+            "type": event.event_type,
+            "result": result.result,
+            "at": clock.format_time(clock.now()),
+        },
+    )
+    return Reply(200, result.result, fields=fields)

@@ -1,0 +1,241 @@
+"""The decisions both entry points take, as pure functions: no I/O, no environment, no
+functions-framework, so each one is tested on its own.
+
+- A delivery: the HTTP answer (``Reply``), the checks that refuse a request before anything
+  is processed, and what an event concerns (``parse_event``): the transaction to sync, and a
+  refusal the event reports.
+- After a sync (universign_sync): which owed notifications to publish now, whether the signed
+  documents are owed to the archive and under which object names, the document's last
+  bookkeeping write and the polling index it belongs in.
+
+The status mapping and the priority rule (a status only ever moves up) are universign_state's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from universign_state import EVENT_ID, REFUSAL_REASONS, SIGNE, TRANSACTION_ID, needs_polling
+
+from shared import clock
+
+# The history source of the poll's one final re-check; the sync marks it done when it sees it.
+RECHECK_SOURCE = "poll:recheck"
+
+
+# --- the HTTP answer ---------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    result: str
+    detail: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> str:
+        body = {"result": self.result}
+        if self.detail:
+            body["detail"] = self.detail
+        return json.dumps(body)
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.status == 503:
+            headers["Retry-After"] = "60"
+        return headers
+
+
+# --- checks before anything is processed, in the order universign_delivery makes them ---------
+
+
+class Headers(Protocol):
+    """What is read of the request headers (werkzeug's are case-insensitive)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def __getitem__(self, key: str) -> str: ...
+
+
+def refuse_method(method: str) -> Reply | None:
+    if method != "POST":
+        return Reply(405, "method_not_allowed", "POST only")
+    return None
+
+
+def token_matches(given: str, expected: str) -> bool:
+    # Constant time: the comparison must not tell a caller how much of the token was right.
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def refuse_size(length: int | None, max_bytes: int) -> Reply | None:
+    """Checked on the declared length before reading, then on what was read (at most one byte
+    over the limit), since a chunked request declares none."""
+    if length is not None and length > max_bytes:
+        return Reply(413, "too_large", f"body over {max_bytes} bytes")
+    return None
+
+
+def refuse_media_type(mimetype: str) -> Reply | None:
+    if mimetype != "application/json":
+        return Reply(415, "unsupported_media_type", "expected application/json")
+    return None
+
+
+def signature_from(headers: Headers, names: Iterable[str]) -> str | None:
+    """The first configured signature header that is present and not empty."""
+    return next((headers[h] for h in names if headers.get(h)), None)
+
+
+def decode_event(body: bytes) -> dict[str, Any] | Reply:
+    """The verified body as a JSON object, or the 400 that refuses it."""
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return Reply(400, "bad_json", "body is not JSON")
+    if not isinstance(event, dict):
+        return Reply(400, "bad_json", "body is not a JSON object")
+    return event
+
+
+# --- what an event concerns ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    event_id: str
+    event_type: str
+    transaction_id: str | None
+    refusal: dict[str, str] | None
+
+
+def parse_event(event: dict[str, Any], body: bytes) -> WebhookEvent:
+    """The parts of an event we act on. Its shape is only known from third-party code, so the
+    transaction id is looked for in every place it has been seen; without an ``evt_`` id the
+    body's hash stands in for deduplication."""
+    raw_id = event.get("id")
+    event_id = raw_id if isinstance(raw_id, str) and EVENT_ID.match(raw_id) else None
+    event_id = event_id or "sha256-" + hashlib.sha256(body).hexdigest()[:40]
+    event_type = str(event.get("type") or event.get("event") or "")[:100]
+    payload: dict[str, Any] = _object(event.get("payload"))
+    obj: dict[str, Any] = _object(payload.get("object"))
+    candidates: list[Any] = []
+    if obj.get("object") == "transaction" or str(obj.get("id", "")).startswith("tx_"):
+        candidates.append(obj.get("id"))
+    for holder in (obj, payload, event):
+        for key in ("transaction", "transaction_id", "transactionId"):
+            value = holder.get(key)
+            candidates.append(value.get("id") if isinstance(value, dict) else value)
+    transaction_id = next(
+        (v for v in candidates if isinstance(v, str) and TRANSACTION_ID.match(v)), None
+    )
+    if not (event_type.startswith("transaction.lifecycle.") or event_type.startswith("action.")):
+        transaction_id = None  # API keys, identity checks, chat: nothing to sync
+    refusal = None
+    if event_type == "action.stalled":
+        reason = next(
+            (
+                str(h.get(k))
+                for h in (obj, payload)
+                for k in ("reason", "stalled_reason", "refusal_reason")
+                if h.get(k)
+            ),
+            "",
+        )
+        if reason in REFUSAL_REASONS:
+            who = obj.get("participant") or obj.get("email") or "a participant"
+            if isinstance(who, dict):
+                who = who.get("email") or who.get("id") or "a participant"
+            refusal = {"reason": reason, "participant": str(who)[:200], "event": event_id}
+    return WebhookEvent(event_id, event_type, transaction_id, refusal)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# --- after a sync --------------------------------------------------------------------------------
+
+
+def publish_now(
+    entry: dict[str, Any], *, own: str | None, now: datetime, retry_after: timedelta
+) -> bool:
+    """Only the writer that made the change publishes it at once; anyone else only when it
+    looks abandoned, so a webhook and a poll racing do not both announce it."""
+    created = clock.parse_time(entry.get("created_at"))
+    stale = created is None or now - created >= retry_after
+    return entry.get("id") == own or stale
+
+
+def archive_owed(doc: dict[str, Any]) -> bool:
+    return doc.get("status") == SIGNE and (doc.get("archive") or {}).get("status") == "pending"
+
+
+def archive_object_names(transaction_id: str, documents: list[dict[str, Any]]) -> dict[str, str]:
+    """``universign/<tx>/<document name>`` per document id; names made safe and unique."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for doc in documents:
+        clean = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in doc["name"])
+        clean = clean.strip().lstrip(".")[:200] or doc["id"]
+        if clean in used:
+            clean = f"{doc['id']}-{clean}"
+        used.add(clean)
+        names[doc["id"]] = f"universign/{transaction_id}/{clean}"
+    return names
+
+
+def index_of(doc: dict[str, Any]) -> str:
+    """The polling index the document belongs in: ``pending`` while work is left, then
+    ``recheck`` until the final re-check is done, then ``none``."""
+    if needs_polling(doc):
+        return "pending"
+    return "none" if doc.get("final_checked") else "recheck"
+
+
+def second_write_needed(
+    doc: dict[str, Any], *, published: bool, archiving: bool, source: str
+) -> bool:
+    """False in the common case, a sync that changed nothing: then no second write."""
+    return (
+        published
+        or archiving
+        or source == RECHECK_SOURCE
+        or index_of(doc) != doc.get("index", "pending")
+    )
+
+
+def finish_document(
+    current: dict[str, Any] | None,
+    *,
+    published: list[str],
+    archive_update: dict[str, Any] | None,
+    source: str,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The bookkeeping write after a sync, applied to the current document: drop the published
+    notifications, record the archive (unless another writer finished it), mark the final
+    re-check done and set the index. ``(None, index)`` when nothing changed, so nothing is
+    written."""
+    if current is None:
+        return None, None
+    before = json.dumps(current, sort_keys=True)
+    current["outbox"] = [e for e in current.get("outbox") or [] if e.get("id") not in published]
+    if archive_update is not None and (current.get("archive") or {}).get("status") != "done":
+        objects = {
+            k: {kk: vv for kk, vv in v.items() if kk != "new"}
+            for k, v in archive_update["objects"].items()
+        }
+        current["archive"] = {**archive_update, "objects": objects}
+    if source == RECHECK_SOURCE:
+        current["final_checked"] = True
+    target = index_of(current)
+    current["index"] = target
+    if json.dumps(current, sort_keys=True) == before:
+        return None, target
+    return current, target

@@ -1,0 +1,109 @@
+"""main.py's entry points on their own: the webhook writes the Reply it is given and one
+run_summary line, hides unexpected failures behind a 500; the poll runs only for the
+scheduler's empty message. No emulator: the work below the entry points is replaced."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+import pytest
+from cloudevents.http import CloudEvent
+from universign_plan import Reply
+
+from devtools.fakes.universign import UniversignFake
+from tests.universign_webhook.universign_testkit import (
+    env_without_stack,
+    load_main,
+    webhook_client,
+)
+
+
+@pytest.fixture
+def bare_main(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """main.py with nothing behind it: building its clients would fail the test."""
+    module = load_main(env_without_stack(fake), monkeypatch)
+
+    def no_clients() -> Any:
+        raise AssertionError("no clients expected")
+
+    monkeypatch.setattr(module, "clients", no_clients)
+    return module
+
+
+def summaries(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    fields = [getattr(r, "json_fields", {}) for r in caplog.records]
+    return [f for f in fields if f.get("event") == "run_summary"]
+
+
+def test_the_webhook_writes_the_reply_and_one_summary(
+    bare_main: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    reply = Reply(503, "retry_later", "TransientError", fields={"event_id": "evt_1"})
+    monkeypatch.setattr(bare_main, "clients", lambda: "the clients")
+    seen: list[Any] = []
+
+    def handle(settings: Any, clients: Any, request: Any, *, deadline: float) -> Reply:
+        seen.append((settings, clients, request.method))
+        return reply
+
+    monkeypatch.setattr(bare_main, "handle_webhook", handle)
+    with caplog.at_level(logging.INFO):
+        answer = webhook_client(bare_main).post("/", data=b"{}")
+    assert seen == [(bare_main.SETTINGS, "the clients", "POST")]
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "60"
+    assert answer.get_json() == {"result": "retry_later", "detail": "TransientError"}
+    (summary,) = summaries(caplog)
+    assert summary["entry_point"] == "universign_webhook" and summary["http_status"] == 503
+    assert summary["result"] == "retry_later" and summary["event_id"] == "evt_1"
+
+
+def test_an_unexpected_failure_answers_500_without_details(
+    bare_main: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(bare_main, "clients", lambda: "the clients")
+
+    def handle(*_args: Any, **_kwargs: Any) -> Reply:
+        raise RuntimeError("a detail no caller may see")
+
+    monkeypatch.setattr(bare_main, "handle_webhook", handle)
+    with caplog.at_level(logging.INFO):
+        answer = webhook_client(bare_main).post("/", data=b"{}")
+    assert answer.status_code == 500
+    assert answer.get_json() == {"result": "internal_error"}
+    assert "a detail" not in answer.get_data(as_text=True)
+    (summary,) = summaries(caplog)
+    assert summary["http_status"] == 500 and summary["result"] == "internal_error"
+
+
+def trigger(data: bytes) -> CloudEvent:
+    attributes = {
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "source": "//pubsub.googleapis.com/projects/p/topics/universign-poll-trigger",
+        "time": datetime.now(UTC).isoformat(),
+    }
+    message = {"data": base64.b64encode(data).decode(), "messageId": "m1"}
+    return CloudEvent(attributes, {"message": message})
+
+
+def test_the_poll_runs_for_the_schedulers_empty_message(
+    bare_main: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[Any] = []
+    monkeypatch.setattr(bare_main, "clients", lambda: "the clients")
+    monkeypatch.setattr(
+        bare_main, "run_poll", lambda s, c, *, deadline: runs.append((s, c, deadline))
+    )
+    bare_main.universign_poll(trigger(b"{}"))
+    assert [(s, c) for s, c, _ in runs] == [(bare_main.SETTINGS, "the clients")]
+
+
+@pytest.mark.parametrize("data", [b'{"force": true}', b"not json"])
+def test_the_poll_ignores_any_other_message(
+    bare_main: Any, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    monkeypatch.setattr(bare_main, "run_poll", lambda *_a, **_k: pytest.fail("no poll expected"))
+    bare_main.universign_poll(trigger(data))  # acknowledged, never raised
