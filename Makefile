@@ -13,7 +13,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
-TOOLS := .tools/checkov .tools/hcl2 .tools/tfgate
+TOOLS := .tools/checkov .tools/tfgate
 
 .PHONY: .venv node_modules $(TOOLS) tools lint typecheck terraform-check plan-gate pytest test demo stack
 .DELETE_ON_ERROR:
@@ -44,11 +44,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# One venv per tool: checkov and python-hcl2 need different python-hcl2 versions.
+# One venv per tool: checkov pins its own dependencies; the plan gate needs protobuf < 6.
 tools: $(TOOLS)
 .tools/tfgate: .tools/tfgate/.installed
 .tools/checkov: .tools/checkov/.installed
-.tools/hcl2: .tools/hcl2/.installed
 .tools/%/.installed: tools/requirements-%.txt
 	@$(check_python)
 	test -x .tools/$*/bin/python || $(PYTHON) -m venv .tools/$*
@@ -82,7 +81,7 @@ plan-gate: .tools/tfgate
 	@$(check_terraform)
 	.tools/tfgate/bin/python -m tools.tfstandin.gate
 
-pytest: .venv node_modules .tools/hcl2 .tools/tfgate
+pytest: .venv node_modules .tools/tfgate
 	@$(check_terraform)
 	.venv/bin/pytest
 

@@ -4,11 +4,10 @@ that logs has its alerts, and every alert names a runbook that exists."""
 from __future__ import annotations
 
 import re
-import shutil
 from typing import Any
 
 import pytest
-from tf_agreement import REPO_ROOT, load_inventory
+from tf_agreement import REPO_ROOT, copy_terraform, load_inventory
 
 from tools.function_scan import function_folders
 
@@ -80,10 +79,7 @@ def test_every_alert_names_a_runbook_that_exists(inventory) -> None:
 
 def test_alerts_notify_the_email_channel(tmp_path) -> None:
     """With alert_email set, one email channel exists and every alert policy uses it."""
-    copy = tmp_path / "terraform"
-    shutil.copytree(
-        REPO_ROOT / "terraform", copy, ignore=shutil.ignore_patterns(".terraform*", ".build")
-    )
+    copy = copy_terraform(tmp_path)
     variables = copy / "variables_monitoring.tf"
     text = variables.read_text()
     default = 'variable "alert_email" {'

@@ -30,6 +30,7 @@ from tf_agreement import (
     check_secrets,
     check_service_accounts,
     check_topics,
+    copy_terraform,
     functions_of,
     load_inventory,
 )
@@ -49,7 +50,7 @@ def inventory() -> Any:
 
 
 def test_inventory_sees_the_reference_slice(inventory: dict[str, Any]) -> None:
-    """Guards the parser itself: the Bitrix24 slice resolves completely."""
+    """Guards the inventory itself: the Bitrix24 slice resolves completely."""
     (b24,) = [f for f in inventory["functions"] if f["module"] == "b24_token_refresh"]
     assert b24["source_dir"] == "functions/b24_token_refresh"
     assert b24["trigger_topic"] == "b24-token-refresh-trigger"
@@ -91,10 +92,7 @@ def test_scheduler_jobs_publish_to_topics_that_trigger_functions(inventory) -> N
 
 
 def _mutated_terraform(tmp_path: Path, old: str, new: str, file: str = "b24.tf") -> Path:
-    copy = tmp_path / "terraform"
-    shutil.copytree(
-        TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform*", ".build", "*.tfstate*")
-    )
+    copy: Path = copy_terraform(tmp_path)
     text = (copy / file).read_text()
     assert old in text, f"mutation target {old!r} not in {file}"
     (copy / file).write_text(text.replace(old, new, 1))

@@ -1,58 +1,92 @@
 """The checks behind test_terraform_agrees_with_code.py, as plain functions returning the
 problems they find, so the tests can run them on the real tree and on mutated copies.
 
-The Terraform side comes from tools/tf_inventory.py (python-hcl2, in its own tool venv, so it
-runs as a subprocess); the code side from tools/function_scan.py (``ast``).
+The Terraform side is what Terraform itself evaluated: gate_apply.py plans and applies the tree
+against the plan gate's stand-in providers (in the gate's venv, .tools/tfgate) and
+tools/tf_inventory.py reads the plan and state JSON; the code side comes from
+tools/function_scan.py (``ast``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
+import shutil
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tools.function_scan import PLATFORM_VARIABLES, FunctionFolder
+from tools.tf_inventory import inventory as build_inventory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HCL2_PYTHON = REPO_ROOT / ".tools" / "hcl2" / "bin" / "python"
-INVENTORY_SCRIPT = REPO_ROOT / "tools" / "tf_inventory.py"
+GATE_PYTHON = REPO_ROOT / ".tools" / "tfgate" / "bin" / "python"
+GATE_APPLY = Path(__file__).resolve().with_name("gate_apply.py")
+TERRAFORM = REPO_ROOT / "terraform"
 
 ACCESSOR = "roles/secretmanager.secretAccessor"
+
+# The real tree's inventory, made once per session (a plan and an apply take ~15 s).
+_REAL_TREE: dict[str, Any] = {}
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
-def require_hcl2() -> None:
-    if HCL2_PYTHON.exists():
+def require_tfgate() -> None:
+    if GATE_PYTHON.exists():
         return
-    message = f"{HCL2_PYTHON} missing: run `make .tools/hcl2`"
+    message = f"{GATE_PYTHON} missing: run `make .tools/tfgate`"
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
 
 
 def load_inventory(terraform_dir: Path) -> dict[str, Any]:
-    require_hcl2()
-    result = subprocess.run(
-        [str(HCL2_PYTHON), str(INVENTORY_SCRIPT), str(terraform_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    """The inventory of ``terraform_dir`` (and ../functions, ../shared beside it), from
+    Terraform's own plan and state; the real tree's is computed once and copied."""
+    real = terraform_dir.resolve() == TERRAFORM
+    if not (real and _REAL_TREE):
+        require_tfgate()
+        with tempfile.TemporaryDirectory(prefix="tf-inventory-") as tmp:
+            workspace = Path(tmp) / "workspace"
+            result = subprocess.run(
+                [str(GATE_PYTHON), str(GATE_APPLY), str(terraform_dir), str(workspace)],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=280,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise AssertionError(f"gate_apply.py failed: {result.stdout}{result.stderr}")
+            found = build_inventory(
+                json.loads((workspace / "plan.json").read_text()),
+                json.loads((workspace / "state.json").read_text()),
+                workspace / "functions",
+            )
+        if not real:
+            return found
+        _REAL_TREE.update(found)
+    return copy.deepcopy(_REAL_TREE)
+
+
+def copy_terraform(destination: Path) -> Path:
+    """A copy of terraform/ in ``destination``, with functions/ and shared/ beside it (links:
+    the deploy archives are packed from them), to mutate and inventory."""
+    copied = destination / "terraform"
+    shutil.copytree(
+        TERRAFORM, copied, ignore=shutil.ignore_patterns(".terraform*", ".build", "*.tfstate*")
     )
-    if result.returncode != 0:
-        sys.stderr.write(result.stderr)
-        raise AssertionError(f"tf_inventory.py failed ({result.returncode}): {result.stderr}")
-    inventory: dict[str, Any] = json.loads(result.stdout)
-    return inventory
+    for sibling in ("functions", "shared"):
+        (destination / sibling).symlink_to(REPO_ROOT / sibling, target_is_directory=True)
+    return copied
 
 
 def functions_of(inventory: dict[str, Any], folder: FunctionFolder) -> list[dict[str, Any]]:
