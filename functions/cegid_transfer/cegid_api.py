@@ -18,22 +18,20 @@ Used by the function (token + SAS, force messages) and by ``python -m cli cegid`
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
+from cegid_plan import BadForceRequest as BadForceRequest  # re-exported: cli/cegid.py
+from cegid_plan import force_time as force_time  # re-exported: cli/cegid.py
+from cegid_plan import forced, matching, scheduler_name
 
-from shared import clock
 from shared.errors import ProviderError, TerminalError, TransientError
 from shared.http import RETRYABLE_STATUSES, HttpClient
 from shared.redact import redact, register
 from shared.settings import env_str
-
-# A scheduler's next run is written the way the API returns it: milliseconds and a Z.
-NEXT_EXECUTION_FORMAT = "%Y-%m-%dT%H:%M:%S.000Z"
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,12 @@ def read_credentials(store: Any, settings: ApiSettings) -> Credentials:
 
 def _error(response: requests.Response, where: str) -> ProviderError:
     """A failed API answer: 401/403/404 need a person (wrong key, tenant or path); 5xx and 429
-    are worth retrying. ``errorMessage`` is quoted after redaction."""
+    are worth retrying. ``errorMessage`` is quoted after redaction.
+
+    The status half of shared.http.oauth_error's decision, kept here in this one function
+    (every API call of this module goes through it) until a shared classifier takes it. Where
+    the two differ today: oauth_error also retries 425, retries any other 5xx (here: terminal)
+    and reads an OAuth ``error`` code from the body (here: ``errorMessage``, code by status)."""
     try:
         body = response.json()
     except ValueError:
@@ -249,49 +252,6 @@ class CegidApi:
 
 
 # -- forcing a scheduled query -------------------------------------------------------------
-
-
-class BadForceRequest(ValueError):
-    """A force request that can never succeed (bad time)."""
-
-
-def parse_hhmm(value: str) -> time:
-    try:
-        hours, minutes = value.strip().split(":")
-        return time(int(hours), int(minutes))
-    except ValueError:
-        raise BadForceRequest(f"time must be HH:MM (UTC), got {value!r}") from None
-
-
-def force_time(at: str | None, default: str | None, now: datetime | None = None) -> datetime:
-    """When to run: ``at`` (HH:MM UTC), else ``default`` (CEGID_FORCE_TIME), else now + 15
-    minutes. An HH:MM already past today means tomorrow, so the run is always in the future."""
-    now = now or clock.now()
-    chosen = at or default
-    if not chosen:
-        return (now + timedelta(minutes=15)).replace(second=0, microsecond=0)
-    when = datetime.combine(now.date(), parse_hhmm(chosen), tzinfo=now.tzinfo)
-    return when if when > now else when + timedelta(days=1)
-
-
-def scheduler_name(scheduler: dict[str, Any]) -> str:
-    query = scheduler.get("query")
-    name = query.get("name") if isinstance(query, dict) else None
-    return str(name if name is not None else scheduler.get("name") or scheduler.get("id") or "")
-
-
-def matching(schedulers: list[dict[str, Any]], name_part: str | None) -> list[dict[str, Any]]:
-    if not name_part:
-        return schedulers
-    wanted = name_part.casefold()
-    return [s for s in schedulers if wanted in scheduler_name(s).casefold()]
-
-
-def forced(scheduler: dict[str, Any], when: datetime) -> dict[str, Any]:
-    """The scheduler object unchanged but for ``nextExecution`` (the cron stays as it is)."""
-    updated = copy.deepcopy(scheduler)
-    updated["nextExecution"] = when.strftime(NEXT_EXECUTION_FORMAT)
-    return updated
 
 
 def force(

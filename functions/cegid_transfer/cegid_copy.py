@@ -25,11 +25,13 @@ holding during a resumable upload (the GCS emulator ignores it there). Before wr
 (under the run's lock, so no other run of ours races us) and the precondition on the copy is a
 second guard against anyone else. Staging leftovers of crashed runs are deleted at the start of
 the next run (and by a bucket lifecycle rule after a day).
+
+The rules this path applies without I/O (is an object already a copy, do checksums match, the
+staging, final and alternate names, the SAS check) are cegid_plan's; this module does the I/O.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import logging
@@ -37,28 +39,31 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import google_crc32c
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
+from cegid_plan import (
+    SOURCE_ETAG_KEY,
+    SOURCE_NAME_KEY,
+    Digest,
+    SasError,
+    SourceBlob,
+    alternate_name,
+    final_name,
+    is_copy_of,
+    is_folder_marker,
+    mismatches,
+    staging_name,
+)
 from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from shared import clock
-from shared.errors import TerminalError, TransientError
+from shared.errors import TransientError
 
 log = logging.getLogger(__name__)
-
-SOURCE_NAME_KEY = "cegid-source-name"
-SOURCE_ETAG_KEY = "cegid-source-etag"
-
-
-class SasError(TerminalError):
-    """The SAS cannot do the job (expired, missing a permission): a person must act."""
 
 
 class IntegrityError(TransientError):
@@ -66,35 +71,6 @@ class IntegrityError(TransientError):
 
 
 # -- the source --------------------------------------------------------------------------
-
-
-def check_sas(container_url: str, now: datetime | None = None) -> None:
-    """Refuse a SAS that is expired or lacks read, list or delete, before anything is copied,
-    so a half-capable SAS never leaves copies whose sources cannot be removed."""
-    query = parse_qs(urlsplit(container_url).query)
-    if "sig" not in query:
-        raise SasError(
-            "the SAS URL carries no signature (sig=); give the full container URL with its SAS",
-            code="sas_malformed",
-        )
-    expiry_text = (query.get("se") or [""])[0]
-    expiry = clock.parse_time(expiry_text) if expiry_text else None
-    if expiry is not None and expiry <= (now or clock.now()):
-        raise SasError(
-            f"the SAS expired at {clock.format_time(expiry)}; generate a new one",
-            code="sas_expired",
-        )
-    if "sp" not in query and "si" in query:
-        return  # permissions live in a stored access policy: Azure will tell us
-    permissions = (query.get("sp") or [""])[0]
-    missing = [word for letter, word in (("r", "read"), ("l", "list"), ("d", "delete"))
-               if letter not in permissions]  # fmt: skip
-    if missing:
-        raise SasError(
-            f"the SAS lacks {' and '.join(missing)} permission (sp={permissions}); "
-            "it needs read, list and delete",
-            code="sas_missing_permission",
-        )
 
 
 def open_container(container_url: str, chunk_bytes: int) -> ContainerClient:
@@ -105,15 +81,6 @@ def open_container(container_url: str, chunk_bytes: int) -> ContainerClient:
     )
 
 
-@dataclass(frozen=True)
-class SourceBlob:
-    name: str
-    size: int
-    etag: str
-    content_md5: bytes | None
-    content_type: str | None
-
-
 def list_source(container: ContainerClient) -> list[SourceBlob]:
     """Every blob in the container, oldest name first. An authorisation failure is a SasError
     naming what Azure said, so nothing is attempted with a SAS that does not work."""
@@ -122,8 +89,8 @@ def list_source(container: ContainerClient) -> list[SourceBlob]:
         for props in container.list_blobs():
             settings = props.content_settings
             md5 = settings.content_md5 if settings is not None else None
-            if props.name.endswith("/") and not props.size:
-                continue  # a folder marker (hierarchical namespace), not a file
+            if is_folder_marker(props.name, props.size):
+                continue
             found.append(
                 SourceBlob(
                     name=props.name,
@@ -154,21 +121,6 @@ def delete_source(container: ContainerClient, blob: SourceBlob) -> None:
 
 
 # -- streaming ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Digest:
-    size: int
-    md5: bytes
-    crc32c: bytes
-
-    @property
-    def md5_b64(self) -> str:
-        return base64.b64encode(self.md5).decode()
-
-    @property
-    def crc32c_b64(self) -> str:
-        return base64.b64encode(self.crc32c).decode()
 
 
 _END = object()
@@ -330,39 +282,16 @@ def stream_to_gcs(
 # -- verification and publication ----------------------------------------------------------
 
 
-def _mismatches(obj: storage.Blob, digest: Digest) -> list[str]:
-    problems = []
-    if obj.size != digest.size:
-        problems.append(f"size {obj.size} != {digest.size} bytes read")
-    if obj.md5_hash is None and obj.crc32c is None:
-        problems.append("Cloud Storage reported no checksum")
-    if obj.md5_hash is not None and obj.md5_hash != digest.md5_b64:
-        problems.append("MD5 differs from the bytes read")
-    if obj.crc32c is not None and obj.crc32c != digest.crc32c_b64:
-        problems.append("CRC32C differs from the bytes read")
-    return problems
-
-
 def verify_copy(obj: storage.Blob, digest: Digest, blob: SourceBlob) -> None:
     """What Cloud Storage stored == the bytes read == what Azure says the blob holds."""
     obj.reload()
-    problems = _mismatches(obj, digest)
+    problems = mismatches(obj, digest)
     if digest.size != blob.size:
         problems.append(f"read {digest.size} bytes of {blob.size}")
     if blob.content_md5 is not None and blob.content_md5 != digest.md5:
         problems.append("bytes read do not match Azure's Content-MD5")
     if problems:
         raise IntegrityError(f"{blob.name}: {'; '.join(problems)}", code="integrity")
-
-
-def alternate_name(name: str, digest: Digest) -> str:
-    """``dir/file.csv`` -> ``dir/file.<12 hex of md5>.csv``: stable for the same bytes."""
-    folder, _, base = name.rpartition("/")
-    stem, dot, ext = base.rpartition(".")
-    if not dot or not stem:
-        stem, ext = base, ""
-    tagged = f"{stem}.{digest.md5.hex()[:12]}" + (f".{ext}" if ext else "")
-    return f"{folder}/{tagged}" if folder else tagged
 
 
 def publish(
@@ -374,7 +303,7 @@ def publish(
         for _attempt in range(3):
             existing = bucket.get_blob(candidate)
             if existing is not None:
-                if not _mismatches(existing, digest):
+                if not mismatches(existing, digest):
                     return candidate, True
                 break  # another file: never overwrite, try the next name
             target = bucket.blob(candidate)
@@ -385,7 +314,7 @@ def publish(
             except gexc.PreconditionFailed:
                 continue  # someone wrote it meanwhile: look again
             target.reload()
-            problems = _mismatches(target, digest)
+            problems = mismatches(target, digest)
             if problems:
                 raise IntegrityError(
                     f"{candidate}: server-side copy differs ({'; '.join(problems)})",
@@ -393,17 +322,6 @@ def publish(
                 )
             return candidate, False
     raise IntegrityError(f"{final_name}: both names hold other content", code="name_taken")
-
-
-def is_copy_of(obj: storage.Blob, blob: SourceBlob) -> bool:
-    """Whether ``obj`` already holds this source version (see the module docstring, step 1)."""
-    if obj.size != blob.size:
-        return False
-    if (obj.metadata or {}).get(SOURCE_ETAG_KEY) == blob.etag:
-        return True
-    if blob.content_md5 is not None and obj.md5_hash is not None:
-        return bool(obj.md5_hash == base64.b64encode(blob.content_md5).decode())
-    return False
 
 
 # -- one file ------------------------------------------------------------------------------
@@ -427,19 +345,18 @@ class FileResult:
 
 
 def transfer_one(dest: Destination, container: ContainerClient, blob: SourceBlob) -> FileResult:
-    final_name = dest.prefix + blob.name
-    existing = dest.bucket.get_blob(final_name)
+    landing = final_name(dest.prefix, blob.name)
+    existing = dest.bucket.get_blob(landing)
     if existing is not None and is_copy_of(existing, blob):
         delete_source(container, blob)
-        return FileResult(blob.name, final_name, True, 0)
+        return FileResult(blob.name, landing, True, 0)
 
-    key = hashlib.sha256(blob.name.encode()).hexdigest()[:32]
-    staging = dest.bucket.blob(f"{dest.staging_prefix}{dest.run_id}/{key}")
+    staging = dest.bucket.blob(staging_name(dest.staging_prefix, dest.run_id, blob.name))
     staging.metadata = {SOURCE_NAME_KEY: blob.name, SOURCE_ETAG_KEY: blob.etag}
     try:
         digest = stream_to_gcs(container, blob, staging, dest.config)
         verify_copy(staging, digest, blob)
-        landed, already = publish(dest.bucket, staging, final_name, digest)
+        landed, already = publish(dest.bucket, staging, landing, digest)
     finally:
         _delete_quietly(staging)
     delete_source(container, blob)

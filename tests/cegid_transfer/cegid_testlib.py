@@ -1,12 +1,15 @@
-"""Helpers and fixtures for the Cegid transfer tests (conftest.py re-exports the fixture): a Cegid fake in front of Azurite, a fresh bucket, secrets,
-and the function module loaded with that environment."""
+"""Helpers and fixtures for the Cegid transfer tests (conftest.py re-exports the fixture): a
+Cegid fake in front of Azurite, a fresh bucket, secrets, the function module loaded with that
+environment, Pub/Sub events, and a bare import of a sibling module."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -123,3 +126,37 @@ def run_once(module: ModuleType, deadline_seconds: float = 300) -> Any:
     return module.run(
         module.SETTINGS, module.clients(), deadline=time.monotonic() + deadline_seconds
     )
+
+
+def cloud_event(data: object, message_id: str = "1") -> Any:
+    """A Pub/Sub push event carrying ``data`` as JSON (no publish time: never too old)."""
+    from cloudevents.http import CloudEvent
+
+    payload = base64.b64encode(json.dumps(data).encode()).decode()
+    return CloudEvent(
+        {"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub/test"},
+        {"message": {"data": payload, "messageId": message_id}},
+    )
+
+
+def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
+    """Import a module of the function folder in a fresh interpreter with no environment
+    variables and functions_framework unimportable; returns what went wrong ("" if nothing),
+    including any module of ``absent`` the import loaded."""
+    code = (
+        "import sys\n"
+        "sys.modules['functions_framework'] = None\n"
+        f"import {module}\n"
+        f"loaded = [m for m in {absent!r} if m in sys.modules]\n"
+        "assert loaded == [], f'loaded {loaded}'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{REPO}{os.pathsep}{FOLDER}"},
+        timeout=60,
+        check=False,
+    )
+    return "" if done.returncode == 0 else done.stderr

@@ -1,6 +1,7 @@
-"""A fault at each step (list, download, upload, verify, publish, delete), as an error the run
-survives and as a crash that ends it, then a clean rerun: no source is ever deleted without a
-verified copy, and in the end every file is in the bucket exactly once."""
+"""cegid_copy, driven by whole runs: a fault at each step (list, download, upload, verify,
+publish, delete), as an error the run survives and as a crash that ends it, then a clean rerun:
+no source is ever deleted without a verified copy, and in the end every file is in the bucket
+exactly once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import cegid_copy
+import cegid_run
 import pytest
 from cegid_testlib import World, load_function, run_once
 from google.api_core import exceptions as gexc
@@ -48,9 +50,9 @@ def failing(
     return wrapper
 
 
-def inject(step: str, kind: str, monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
+def inject(step: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if step == "list":
-        monkeypatch.setattr(module, "list_source", failing(cegid_copy.list_source, kind, 1))
+        monkeypatch.setattr(cegid_run, "list_source", failing(cegid_copy.list_source, kind, 1))
     elif step == "download":
         real_pipe = cegid_copy.HashingPipe
 
@@ -118,7 +120,7 @@ def test_fault_then_rerun_copies_everything_once(
     module = load_function(monkeypatch, world.env)
 
     with monkeypatch.context() as patch:
-        inject(step, kind, patch, module)
+        inject(step, kind, patch)
         if kind == "crash" or step == "list":
             with pytest.raises((Crash, gexc.ServiceUnavailable)):
                 run_once(module)

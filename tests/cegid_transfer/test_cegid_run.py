@@ -1,4 +1,4 @@
-"""The transfer against Azurite (behind the Cegid fake) and fake-gcs-server, both modes."""
+"""cegid_run: the transfer against Azurite (behind the Cegid fake) and fake-gcs-server, both modes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 
+import cegid_run
 import pytest
 from cegid_testlib import World, load_function, md5_b64, run_once
 
@@ -171,7 +172,7 @@ def test_missing_sas_url_secret_needs_a_person(world: World, monkeypatch, capsys
 def test_blob_replaced_after_listing_is_not_mixed_or_deleted(world: World, monkeypatch) -> None:
     world.put("race/file.csv", b"first version\n")
     module = load_function(monkeypatch, world.env)
-    real_list = module.list_source
+    real_list = cegid_run.list_source
 
     def list_then_replace(container):
         listed = real_list(container)
@@ -179,7 +180,7 @@ def test_blob_replaced_after_listing_is_not_mixed_or_deleted(world: World, monke
         return listed
 
     with monkeypatch.context() as patch:
-        patch.setattr(module, "list_source", list_then_replace)
+        patch.setattr(cegid_run, "list_source", list_then_replace)
         summary = run_once(module)
 
     # The listed version is gone: nothing half-copied, the new version kept for the next run.

@@ -1,15 +1,15 @@
-"""Scheduled queries: discover, list and force from the CLI, and force by a Pub/Sub message."""
+"""cegid_force and the scheduler calls of cegid_api: discover, list and force from the CLI, and
+force by a Pub/Sub message."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 from datetime import UTC, datetime
 
 import cegid_api
 import pytest
-from cegid_testlib import World, load_function
+from cegid_testlib import World, cloud_event, load_function
 
 from cli.__main__ import main as cli_main
 from shared import clock
@@ -92,16 +92,6 @@ def test_force_time_rules() -> None:
     assert cegid_api.force_time(None, None, NOW) == datetime(2026, 3, 10, 13, 15, tzinfo=UTC)
     with pytest.raises(cegid_api.BadForceRequest):
         cegid_api.force_time("1430", None, NOW)
-
-
-def cloud_event(data: object) -> object:
-    from cloudevents.http import CloudEvent
-
-    payload = base64.b64encode(json.dumps(data).encode()).decode()
-    return CloudEvent(
-        {"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub/test"},
-        {"message": {"data": payload, "messageId": "1"}},
-    )
 
 
 def test_force_message_in_process(world: World, monkeypatch, capsys) -> None:
