@@ -1,23 +1,39 @@
-"""Helpers for the Bitrix24 tests: the per-test set-up object and CloudEvent delivery."""
+"""Helpers for the Bitrix24 tests: the per-test set-up object, the one loader of main.py
+(``boot``), CloudEvent delivery, and a bare-import check for the pure sibling modules.
+
+Importing this module puts functions/b24_token_refresh on sys.path: tests import the
+function's sibling modules by bare name (``import b24_plan``), as main.py does.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
+import functions_framework
 import pytest
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
+from functions_framework import _function_registry
 
+from cli._functions import FUNCTIONS, use_function_folder
 from devtools.fakes.bitrix24 import Bitrix24Fake
 from shared.secrets import SecretStore
 from shared.status import CredentialStatus
 
+use_function_folder("b24_token_refresh")
+
 SOURCE = "functions/b24_token_refresh/main.py"
+FUNCTION_DIR = FUNCTIONS / "b24_token_refresh"
+REPO = FUNCTIONS.parent
 
 
 @dataclass
@@ -79,3 +95,51 @@ def pubsub_cloud_event(
 def post_event(client: Any, event: CloudEvent) -> Any:
     headers, body = to_structured(event)
     return client.post("/", headers=headers, data=body)
+
+
+def boot() -> ModuleType:
+    """Execute main.py afresh under functions_framework, as the runtime does, with the
+    environment as it is now; returns that module (its Flask app is ``module.app``).
+
+    The framework keeps the module it executes only under sys.modules["main"], a name every
+    function's tests share; taking the object from its loader as it hands it over means a test
+    always drives the module this call executed. (The same loader as the hubspot_refresh
+    tests' ``boot``.)
+    """
+    loaded: list[ModuleType] = []
+    load = _function_registry.load_function_module
+
+    def keep(source: str) -> tuple[ModuleType, Any]:
+        module, spec = load(source)
+        loaded.append(module)
+        return module, spec
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_function_registry, "load_function_module", keep)
+        app = functions_framework.create_app("b24_token_refresh", SOURCE, "cloudevent")
+    (module,) = loaded
+    module.app = app  # type: ignore[attr-defined]
+    return module
+
+
+def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
+    """Import a module of the function folder in a fresh interpreter with no environment
+    variables and functions_framework unimportable; returns what went wrong ("" if nothing),
+    including any module of ``absent`` the import loaded."""
+    code = (
+        "import sys\n"
+        "sys.modules['functions_framework'] = None\n"
+        f"import {module}\n"
+        f"loaded = [m for m in {absent!r} if m in sys.modules]\n"
+        "assert loaded == [], f'loaded {loaded}'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{REPO}{os.pathsep}{FUNCTION_DIR}"},
+        timeout=60,
+        check=False,
+    )
+    return "" if done.returncode == 0 else done.stderr

@@ -1,5 +1,9 @@
 """A Bitrix24 set-up per test: unique secrets and state bucket on the stack, a Bitrix24 fake,
-and the environment the function needs to use them."""
+and the environment the function needs to use them.
+
+Importing b24_support puts functions/b24_token_refresh on sys.path before any test module here
+is imported, so tests import the function's sibling modules by bare name, as main.py does.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from b24_support import B24
 
 from devtools import gcp
 from devtools.fakes.bitrix24 import Bitrix24Fake, function_env, seed_secrets
 from shared.secrets import SecretStore
+from tests.b24_token_refresh.b24_support import B24
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from b24_support import B24
 
 from devtools import gcp
+from tests.b24_token_refresh.b24_support import B24
 
 pytestmark = pytest.mark.e2e
 

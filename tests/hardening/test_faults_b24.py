@@ -9,7 +9,6 @@ test_faults_b24_process.py.
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from devtools.fakes.bitrix24 import TOKEN_ROUTE
 from shared import clock
+from tests.b24_token_refresh.b24_support import boot
 from tests.hardening.hardening_b24 import (
     SOURCE,
     TARGET,
@@ -206,10 +206,14 @@ def test_429_without_retry_after_backs_off(b24_world: B24World, client) -> None:
     assert check_consistent(b24_world) == "whole"
 
 
-def test_retry_after_waits_stay_inside_the_run_deadline(b24_world: B24World, client) -> None:
+def test_retry_after_waits_stay_inside_the_run_deadline(b24_world: B24World, monkeypatch) -> None:
+    for key, value in b24_world.env.items():
+        monkeypatch.setenv(key, value)
+    main = boot()  # the module behind this client, not whatever sys.modules["main"] holds
+    client = main.app.test_client()
     slept: list[float] = []
     # The sleeps are recorded, not slept, and the client's clock moves by what it "slept".
-    http = sys.modules["main"].clients().http
+    http = main.clients().http
     start = time.monotonic()
     http._sleep = slept.append
     http._clock = lambda: start + sum(slept)

@@ -1,5 +1,6 @@
-"""b24_token_refresh served in-process by functions-framework, against the Secret Manager
-stand-in, fake-gcs-server (lock) and the Bitrix24 fake."""
+"""main.py: b24_token_refresh served in-process by functions-framework (loaded by
+b24_support.boot), against the Secret Manager stand-in, fake-gcs-server (lock) and the Bitrix24
+fake."""
 
 from __future__ import annotations
 
@@ -8,18 +9,17 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import functions_framework
 import pytest
-from b24_support import B24, SOURCE, post_event, pubsub_cloud_event
 
 from devtools.fakes.bitrix24 import TOKEN_ROUTE
 from shared import clock
+from tests.b24_token_refresh.b24_support import B24, boot, post_event, pubsub_cloud_event
 
 
 @pytest.fixture
 def client(b24: B24, monkeypatch: pytest.MonkeyPatch) -> Any:
     b24.apply_env(monkeypatch)
-    return functions_framework.create_app("b24_token_refresh", SOURCE).test_client()
+    return boot().app.test_client()
 
 
 def deliver(client: Any, data: Any = None, **kwargs: Any) -> int:
@@ -167,7 +167,7 @@ def test_rotated_token_survives_secret_manager_outage(b24: B24, client) -> None:
 def test_unstorable_rotated_token_fails_loudly(b24: B24, monkeypatch, capsys) -> None:
     b24.apply_env(monkeypatch)
     monkeypatch.setenv("RUN_DEADLINE_SECONDS", "10")
-    client = functions_framework.create_app("b24_token_refresh", SOURCE).test_client()
+    client = boot().app.test_client()
     _fault("AddSecretVersion", 10_000, b24.refresh_secret)
     assert deliver(client) == 200
     status = b24.status()
