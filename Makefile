@@ -15,7 +15,7 @@ PYTHON ?= python3
 FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
 TOOLS := .tools/checkov .tools/tfgate
 
-.PHONY: .venv node_modules $(TOOLS) tools lint typecheck terraform-check plan-gate pytest test demo stack
+.PHONY: .venv .venvs node_modules $(TOOLS) tools lint typecheck terraform-check plan-gate pytest test demo stack
 .DELETE_ON_ERROR:
 
 define check_python
@@ -38,6 +38,12 @@ endef
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# Each function's own venv from its requirements.txt alone, as Cloud Build installs it
+# (devtools/shipenv.py); only a venv whose requirements changed is rebuilt (stamp file).
+# Built before pytest so the builds run outside test time-outs.
+.venvs: .venv
+	.venv/bin/python -m devtools.shipenv build
 
 node_modules: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
@@ -81,7 +87,7 @@ plan-gate: .tools/tfgate
 	@$(check_terraform)
 	.tools/tfgate/bin/python -m tools.tfstandin.gate
 
-pytest: .venv node_modules .tools/tfgate
+pytest: .venv .venvs node_modules .tools/tfgate
 	@$(check_terraform)
 	.venv/bin/pytest
 
@@ -93,7 +99,7 @@ test:
 
 # ---------------------------------------------------------------------------- running
 
-demo: .venv node_modules
+demo: .venv .venvs node_modules
 	.venv/bin/python -m devtools.demo
 
 stack: .venv node_modules

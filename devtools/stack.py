@@ -11,7 +11,8 @@ or from a shell, in the foreground until Ctrl-C / SIGTERM::
 
     python -m devtools.stack up --services pubsub,gcs --env-file .stack/env
 
-The same process helpers run a function under functions-framework (:func:`start_function`).
+The same process helpers run a function under functions-framework (:func:`start_function`),
+from the function's own venv and a staged copy of its deploy archive (:mod:`devtools.shipenv`).
 A missing emulator raises :class:`MissingDependencyError` saying what to install; nothing is
 skipped silently here (the test suite decides what a missing tool means for it).
 """
@@ -31,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -40,6 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
+
+from devtools import shipenv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -731,6 +735,8 @@ class FunctionServer:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    # The staged copy of the deploy archive it serves; removed when the server stops.
+    app_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -745,6 +751,8 @@ class FunctionServer:
 
     def stop(self) -> None:
         terminate_groups([self.process])
+        if self.app_dir is not None:
+            shutil.rmtree(self.app_dir, ignore_errors=True)
 
 
 def start_function(
@@ -757,20 +765,36 @@ def start_function(
     source: Path | None = None,
     timeout: float = 30.0,
 ) -> FunctionServer:
-    """Serve ``functions/<name>/main.py:<target>`` with functions-framework on a free port.
+    """Serve ``functions/<name>/main.py:<target>`` with functions-framework on a free port, as
+    it runs once deployed.
 
-    cwd is the repo root and ``PYTHONPATH`` starts with it, so ``import shared`` works as in
-    the deployed bundle; ``env`` is added to the current environment.
+    The folder is staged as its deploy archive lays it out (its files plus ``shared/``, minus
+    what the Terraform module skips) and served by the Python of its own venv, built from its
+    requirements.txt alone (:mod:`devtools.shipenv`; built here if missing or stale). cwd and
+    ``PYTHONPATH`` are the staged directory only, so neither the repo nor the development venv
+    can be imported: a package the folder forgets to require fails here as it would in Cloud
+    Functions. ``source`` serves another main.py the same way, from its own folder (which
+    needs a requirements.txt). ``env`` is added to the current environment.
     """
     install_cleanup_handlers()
-    src = source if source is not None else Path("functions") / name / "main.py"
-    run_env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": _pythonpath_with_repo(), **(env or {})}
+    # A relative source is taken from the repo root, as before (it used to be the cwd).
+    main_py = (
+        REPO_ROOT / source if source is not None else shipenv.FUNCTIONS_DIR / name / "main.py"
+    ).resolve()
+    folder = main_py.parent
+    python = shipenv.ensure(folder)
+    logs = log_dir if log_dir is not None else DEFAULT_LOG_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    # Staged per server (never shared), so a server's files cannot change under it.
+    app = shipenv.stage(folder, Path(tempfile.mkdtemp(prefix=f"app-{name}-", dir=logs)) / "app")
+    # PYTHONPATH last: whatever the caller passes, nothing but the shipped files is importable.
+    run_env = {"PYTHONUNBUFFERED": "1", **(env or {}), "PYTHONPATH": str(app)}
 
     def make_spec() -> ServiceSpec:
         port = free_port()
         argv = [
-            sys.executable, "-m", "functions_framework",
-            "--source", str(src),
+            str(python), "-m", "functions_framework",
+            "--source", str(app / main_py.name),
             "--target", target,
             "--signature-type", signature_type,
             "--host", HOST,
@@ -788,12 +812,17 @@ def start_function(
             argv,
             ready,
             env=run_env,
+            cwd=app,
             timeout=timeout,
             ports=(port,),
         )
 
-    service = launch_retrying(make_spec, log_dir if log_dir is not None else DEFAULT_LOG_DIR)
-    return FunctionServer(name, service.process, service.ports[0], service.log_path)
+    try:
+        service = launch_retrying(make_spec, logs)
+    except BaseException:
+        shutil.rmtree(app.parent, ignore_errors=True)
+        raise
+    return FunctionServer(name, service.process, service.ports[0], service.log_path, app.parent)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -113,7 +113,8 @@ def function_server(tmp_path: Path) -> Iterator[StartFunction]:
     """Factory: ``function_server(name, target, signature_type="cloudevent", env={...})`` serves
     ``functions/<name>/main.py`` under functions-framework and returns a FunctionServer
     (``.url``, ``.log_text()``); every server is stopped at teardown, its log printed (pytest
-    shows it when the test failed)."""
+    shows it when the test failed). Served as it ships (devtools.stack.start_function): from
+    the folder's own venv and a staged copy of its archive, never from this venv or the repo."""
     servers: list[FunctionServer] = []
 
     def start(

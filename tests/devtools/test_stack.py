@@ -23,7 +23,7 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports im
     SecretManagerServiceGrpcTransport,
 )
 
-from devtools import gcp
+from devtools import gcp, shipenv
 from devtools import stack as devstack
 from devtools.stack import (
     MissingDependencyError,
@@ -367,8 +367,10 @@ def test_owner_killed_by_sigterm_takes_its_services_along(tmp_path: Path) -> Non
 
 FUNCTIONS_SOURCE = textwrap.dedent(
     """
+    import importlib.util
     import json
     import os
+    import sys
 
     import functions_framework
 
@@ -379,6 +381,13 @@ FUNCTIONS_SOURCE = textwrap.dedent(
         return "hello " + os.environ.get("GREETING_NAME", "?")
 
 
+    @functions_framework.http
+    def probe(request):
+        names = ("devtools", "tests", "pytest", "shared", "helper", "test_helper")
+        found = {n: importlib.util.find_spec(n) is not None for n in names}
+        return {"found": found, "path": sys.path, "cwd": os.getcwd()}
+
+
     @functions_framework.cloud_event
     def on_message(event):
         print("EVENT " + json.dumps({"source": event["source"], "data": event.data}), flush=True)
@@ -386,19 +395,62 @@ FUNCTIONS_SOURCE = textwrap.dedent(
 )
 
 
+def demo_folder(tmp_path: Path) -> Path:
+    """A function folder of its own: main.py, a sibling module, a test module (shipped or not
+    as the archive's skip rule says) and functions-framework as pinned for the real ones."""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "main.py").write_text(FUNCTIONS_SOURCE)
+    (folder / "helper.py").write_text("VALUE = 1\n")
+    (folder / "test_helper.py").write_text("VALUE = 2\n")
+    pins = (devstack.REPO_ROOT / "functions" / "b24_token_refresh" / "requirements.txt").read_text()
+    (folder / "requirements.txt").write_text(
+        "".join(line + "\n" for line in pins.splitlines() if line.startswith("functions-framework"))
+    )
+    return folder / "main.py"
+
+
 def test_function_server_http(tmp_path: Path, function_server) -> None:
-    source = tmp_path / "main.py"
-    source.write_text(FUNCTIONS_SOURCE)
+    source = demo_folder(tmp_path)
     server = function_server("demo", "hello", source=source, env={"GREETING_NAME": "tests"})
     assert devstack.http_get(f"{server.url}/some/path") == (200, "hello tests")
     assert "serving /some/path" in server.log_text()
 
 
+def test_function_server_sees_only_what_ships(tmp_path: Path, function_server) -> None:
+    """Served from its own venv and a staged archive: the repo, the test tree and the
+    development venv's packages are out of reach, its siblings and shared/ are not."""
+    source = demo_folder(tmp_path)
+    server = function_server("demo", "probe", source=source)
+    answer = devstack.http_get(f"{server.url}/")
+    assert answer is not None and answer[0] == 200, server.log_text()
+    probe = json.loads(answer[1])
+    # Whether a test module ships is the Terraform module's skip rule's call.
+    shipped = "test_helper.py" in shipenv.shipped_files(source.parent)
+    assert probe["found"] == {
+        "devtools": False,
+        "tests": False,
+        "pytest": False,
+        "shared": True,
+        "helper": True,
+        "test_helper": shipped,
+    }
+    root = str(devstack.REPO_ROOT)
+    assert root not in probe["path"] and probe["cwd"] != root
+    assert not (tmp_path / "demo" / "shared").exists()  # staged elsewhere, not in the folder
+
+
+def test_function_server_needs_a_requirements_file(tmp_path: Path, function_server) -> None:
+    source = tmp_path / "main.py"
+    source.write_text(FUNCTIONS_SOURCE)
+    with pytest.raises(shipenv.ShipEnvError, match=r"no requirements\.txt"):
+        function_server("demo", "hello", source=source)
+
+
 def test_function_server_gets_pubsub_push_as_cloudevent(
     stack: Stack, tmp_path: Path, function_server
 ) -> None:
-    source = tmp_path / "main.py"
-    source.write_text(FUNCTIONS_SOURCE)
+    source = demo_folder(tmp_path)
     server = function_server("demo", "on_message", signature_type="cloudevent", source=source)
     topic = unique("pushed")
     gcp.create_push_subscription(PROJECT, topic, unique("push"), server.url)

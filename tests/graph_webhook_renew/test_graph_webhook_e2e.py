@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +27,7 @@ import functions_framework
 import pytest
 import requests
 
-from devtools import gcp
+from devtools import gcp, shipenv
 from devtools import stack as devstack
 from devtools.fakes.graph import GraphFake
 from shared.secrets import SecretStore
@@ -486,23 +486,32 @@ def test_handshake_echoes_the_decoded_token_as_plain_text(graph) -> None:
 
 
 def cold_python(script: str) -> subprocess.CompletedProcess[str]:
-    """``script`` in a fresh interpreter, as a cold instance starts: nothing imported yet, only
-    the repository on its path (shared/), a project id and no emulator."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(SOURCE.parents[2]),
-        "GOOGLE_CLOUD_PROJECT": "p",
-    }
-    return subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
-    )
+    """``script`` in a fresh interpreter, as a cold instance starts: nothing imported yet, the
+    function's own venv (its requirements.txt only), the archive's files as cwd and only path
+    (``main.py``, siblings, shared/), a project id and no emulator."""
+    python = shipenv.ensure(SOURCE.parent)
+    with tempfile.TemporaryDirectory(prefix="graph-cold-") as tmp:
+        app = shipenv.stage(SOURCE.parent, Path(tmp) / "app")
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(app),
+            "GOOGLE_CLOUD_PROJECT": "p",
+        }
+        return subprocess.run(
+            [str(python), "-c", script],
+            cwd=app,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 def test_handshake_needs_no_secret_manager_pubsub_or_requests() -> None:
     """The cold-start design: the handshake answers before the heavy clients are imported."""
     script = (
         "import sys, functions_framework\n"
-        f"app = functions_framework.create_app('graph_webhook_notify', {str(SOURCE)!r})\n"
+        "app = functions_framework.create_app('graph_webhook_notify', 'main.py')\n"
         "r = app.test_client().post('/?validationToken=a%20b')\n"
         "assert r.status_code == 200 and r.get_data(as_text=True) == 'a b', r.status_code\n"
         "heavy = ['google.cloud.pubsub_v1', 'google.cloud.secretmanager', 'requests', 'grpc']\n"
@@ -519,13 +528,13 @@ def test_each_entry_point_loads_only_its_own_module() -> None:
     bad_trigger = base64.b64encode(b'{"delete": "all"}').decode()
     script = (
         "import sys, functions_framework\n"
-        f"notify = functions_framework.create_app('graph_webhook_notify', {str(SOURCE)!r})\n"
+        f"notify = functions_framework.create_app('graph_webhook_notify', 'main.py')\n"
         "assert notify.test_client().post('/?validationToken=t').status_code == 200\n"
         "ours = ('graph_notify', 'graph_reconcile', 'graph_api', 'requests')\n"
         "print(sorted(m for m in ours if m in sys.modules))\n"
         "for m in ('graph_notify', 'graph_reconcile'):\n"
         "    sys.modules.pop(m, None)\n"
-        f"renew = functions_framework.create_app('graph_webhook_renew', {str(SOURCE)!r})\n"
+        f"renew = functions_framework.create_app('graph_webhook_renew', 'main.py')\n"
         "r = renew.test_client().post('/', headers={'ce-id': '1', 'ce-specversion': '1.0',"
         " 'ce-source': '//pubsub.googleapis.com/projects/p/topics/t',"
         " 'ce-type': 'google.cloud.pubsub.topic.v1.messagePublished'},"
