@@ -47,7 +47,8 @@ class HubSpotSetup:
     store: SecretStore
     project: str
     env: dict[str, str]
-    refresh_tokens: dict[str, str] = field(default_factory=dict)
+    # Kept out of the repr: a failure report prints the fixture, and tokens must not leak.
+    refresh_tokens: dict[str, str] = field(default_factory=dict, repr=False)
 
     # --- accounts -----------------------------------------------------------------------
 
