@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +17,7 @@ from typing import Any
 
 import functions_framework
 import pytest
+from bare_import import bare_import as shared_bare_import
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from functions_framework import _function_registry
@@ -123,23 +121,6 @@ def boot() -> ModuleType:
 
 
 def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
-    """Import a module of the function folder in a fresh interpreter with no environment
-    variables and functions_framework unimportable; returns what went wrong ("" if nothing),
-    including any module of ``absent`` the import loaded."""
-    code = (
-        "import sys\n"
-        "sys.modules['functions_framework'] = None\n"
-        f"import {module}\n"
-        f"loaded = [m for m in {absent!r} if m in sys.modules]\n"
-        "assert loaded == [], f'loaded {loaded}'\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{REPO}{os.pathsep}{FUNCTION_DIR}"},
-        timeout=60,
-        check=False,
-    )
-    return "" if done.returncode == 0 else done.stderr
+    """See tests/bare_import.py: ``module`` of this function folder, imported bare."""
+    problems: str = shared_bare_import(FUNCTION_DIR, module, absent=absent)
+    return problems

@@ -9,7 +9,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from bare_import import bare_import as shared_bare_import
 
 from devtools import gcp
 from devtools.fakes.cegid import CegidFake
@@ -140,23 +140,6 @@ def cloud_event(data: object, message_id: str = "1") -> Any:
 
 
 def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
-    """Import a module of the function folder in a fresh interpreter with no environment
-    variables and functions_framework unimportable; returns what went wrong ("" if nothing),
-    including any module of ``absent`` the import loaded."""
-    code = (
-        "import sys\n"
-        "sys.modules['functions_framework'] = None\n"
-        f"import {module}\n"
-        f"loaded = [m for m in {absent!r} if m in sys.modules]\n"
-        "assert loaded == [], f'loaded {loaded}'\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{REPO}{os.pathsep}{FOLDER}"},
-        timeout=60,
-        check=False,
-    )
-    return "" if done.returncode == 0 else done.stderr
+    """See tests/bare_import.py: ``module`` of this function folder, imported bare."""
+    problems: str = shared_bare_import(FOLDER, module, absent=absent)
+    return problems
