@@ -15,12 +15,10 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-import functions_framework
+import function_loading
 import pytest
-from bare_import import bare_import as shared_bare_import
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
-from functions_framework import _function_registry
 
 from cli._functions import FUNCTIONS, use_function_folder
 from devtools.fakes.bitrix24 import Bitrix24Fake
@@ -96,31 +94,12 @@ def post_event(client: Any, event: CloudEvent) -> Any:
 
 
 def boot() -> ModuleType:
-    """Execute main.py afresh under functions_framework, as the runtime does, with the
-    environment as it is now; returns that module (its Flask app is ``module.app``).
-
-    The framework keeps the module it executes only under sys.modules["main"], a name every
-    function's tests share; taking the object from its loader as it hands it over means a test
-    always drives the module this call executed. (The same loader as the hubspot_refresh
-    tests' ``boot``.)
-    """
-    loaded: list[ModuleType] = []
-    load = _function_registry.load_function_module
-
-    def keep(source: str) -> tuple[ModuleType, Any]:
-        module, spec = load(source)
-        loaded.append(module)
-        return module, spec
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_function_registry, "load_function_module", keep)
-        app = functions_framework.create_app("b24_token_refresh", SOURCE, "cloudevent")
-    (module,) = loaded
-    module.app = app  # type: ignore[attr-defined]
+    """main.py executed afresh under functions_framework (see tests/function_loading.py)."""
+    module: ModuleType = function_loading.boot(SOURCE, "b24_token_refresh")
     return module
 
 
 def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
     """See tests/bare_import.py: ``module`` of this function folder, imported bare."""
-    problems: str = shared_bare_import(FUNCTION_DIR, module, absent=absent)
+    problems: str = function_loading.bare_import(FUNCTION_DIR, module, absent=absent)
     return problems

@@ -17,8 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import function_loading
 import pytest
-from bare_import import bare_import as shared_bare_import
 
 from devtools import gcp
 from devtools.fakes.cegid import CegidFake
@@ -141,5 +141,5 @@ def cloud_event(data: object, message_id: str = "1") -> Any:
 
 def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
     """See tests/bare_import.py: ``module`` of this function folder, imported bare."""
-    problems: str = shared_bare_import(FOLDER, module, absent=absent)
+    problems: str = function_loading.bare_import(FOLDER, module, absent=absent)
     return problems

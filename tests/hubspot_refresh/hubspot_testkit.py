@@ -19,12 +19,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import functions_framework
+import function_loading
 import pytest
-from bare_import import bare_import as shared_bare_import
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
-from functions_framework import _function_registry
 
 from devtools.fakes.hubspot import V1_TOKEN_ROUTE, HubSpotFake
 from shared import clock
@@ -160,26 +158,8 @@ def make_setup(stack: Any) -> tuple[HubSpotSetup, HubSpotFake]:
 
 
 def boot() -> ModuleType:
-    """Execute main.py afresh under functions_framework, as the runtime does, with the
-    environment as it is now; returns that module (its Flask app is ``module.app``).
-
-    The framework keeps the module it executes only under sys.modules["main"], a name every
-    function's tests share; taking the object from its loader as it hands it over means a test
-    always drives the module this call executed.
-    """
-    loaded: list[ModuleType] = []
-    load = _function_registry.load_function_module
-
-    def keep(source: str) -> tuple[ModuleType, Any]:
-        module, spec = load(source)
-        loaded.append(module)
-        return module, spec
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_function_registry, "load_function_module", keep)
-        app = functions_framework.create_app("hubspot_refresh", SOURCE, "cloudevent")
-    (module,) = loaded
-    module.app = app  # type: ignore[attr-defined]
+    """main.py executed afresh under functions_framework (see tests/function_loading.py)."""
+    module: ModuleType = function_loading.boot(SOURCE, "hubspot_refresh")
     return module
 
 
@@ -202,7 +182,7 @@ def run_once(module: ModuleType, *, requested_at: datetime | None = None, **requ
 
 def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
     """See tests/bare_import.py: ``module`` of this function folder, imported bare."""
-    problems: str = shared_bare_import(FUNCTION_DIR, module, absent=absent)
+    problems: str = function_loading.bare_import(FUNCTION_DIR, module, absent=absent)
     return problems
 
 
