@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# The code of a TERMINAL error for a required secret nobody can read (shared.secrets
+# read_required): no such secret, no enabled version, or no permission to read it.
+SECRET_MISSING = "secret_missing"  # noqa: S105 - an error code, not a secret
+
 
 class ErrorKind(StrEnum):
     TERMINAL = "terminal"

@@ -1,5 +1,6 @@
 """HTTP calls to providers: a timeout on every call, capped exponential backoff for transient
-failures (timeouts, connection errors, 5xx, 429 honouring Retry-After), typed errors.
+failures (timeouts, connection errors, 5xx, 429 honouring Retry-After), typed errors, and the
+one rule (``status_kind``) that says whether waiting may cure an HTTP status.
 
 Error messages name the method, the URL without its query string and the status, never the
 query string or body, because some providers (Bitrix24) take the client secret in the URL.
@@ -10,32 +11,25 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
-from shared.errors import ProviderError, TerminalError, TransientError
-from shared.redact import redact, safe_url
+from shared.errors import ErrorKind, ProviderError, TerminalError, TransientError
+from shared.redact import safe_url
 
 log = logging.getLogger(__name__)
 
+# What HttpClient retries within one call (Retry-After honoured); see status_kind for what a
+# caller makes of a status that is still there after the retries.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
-# RFC 6749 section 5.2 codes that no amount of waiting fixes.
-OAUTH_TERMINAL_CODES = frozenset(
-    {
-        "invalid_grant",
-        "invalid_client",
-        "unauthorized_client",
-        "unsupported_grant_type",
-        "invalid_scope",
-        "invalid_request",
-        "access_denied",
-    }
-)
+# The statuses below 500 after which waiting helps: the request timed out (408), came too early
+# (425, RFC 8470) or was throttled (429).
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -161,31 +155,34 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def oauth_error(
-    response: requests.Response,
+def status_kind(
+    status: int, *, transient: Collection[int] = (), terminal: Collection[int] = ()
+) -> ErrorKind:
+    """Whether waiting may cure an HTTP answer other than the success the caller asked for.
+
+    One rule for every provider: 408, 425, 429 and every 5xx are TRANSIENT; any other status is
+    TERMINAL (another 4xx means wrong credentials, URL or request, and an answer nobody expects,
+    such as a 3xx, needs a person to look too). A provider whose documented behaviour differs
+    moves single statuses with ``transient`` or ``terminal`` (``terminal`` wins), and says why
+    where it does.
+    """
+    if status in terminal:
+        return ErrorKind.TERMINAL
+    if status in transient or status in TRANSIENT_STATUSES or status >= 500:
+        return ErrorKind.TRANSIENT
+    return ErrorKind.TERMINAL
+
+
+def status_error(
+    message: str,
     *,
-    terminal_codes: frozenset[str] = OAUTH_TERMINAL_CODES,
-    code_fields: tuple[str, ...] = ("error",),
-    where: str = "token endpoint",
+    status: int,
+    code: str = "",
+    transient: Collection[int] = (),
+    terminal: Collection[int] = (),
 ) -> ProviderError:
-    """Turn a failed token-endpoint response into a TERMINAL or TRANSIENT error."""
-    body = json_body(response)
-    code = next((str(body[f]) for f in code_fields if body.get(f)), f"http_{response.status_code}")
-    description = str(body.get("error_description") or body.get("message") or "")[:200]
-    message = f"{where}: HTTP {response.status_code} {code}"
-    if description:
-        message += f" ({redact(description)})"
-    if code in terminal_codes:
-        return TerminalError(message, code=code, status=response.status_code)
-    if response.status_code in RETRYABLE_STATUSES or response.status_code in (408, 409, 425):
-        return TransientError(message, code=code, status=response.status_code)
-    if 400 <= response.status_code < 500:
-        # Any other client error (wrong credentials, wrong URL) needs a person, not a retry.
-        return TerminalError(message, code=code, status=response.status_code)
-    return TransientError(message, code=code, status=response.status_code)
-
-
-def form_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-    headers.update(extra or {})
-    return headers
+    """``message`` as the error ``status_kind`` makes of ``status``; the code defaults to
+    ``http_<status>``."""
+    kind = status_kind(status, transient=transient, terminal=terminal)
+    error = TerminalError if kind is ErrorKind.TERMINAL else TransientError
+    return error(message, code=code or f"http_{status}", status=status)

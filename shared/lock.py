@@ -36,11 +36,6 @@ class LockBusy(RuntimeError):
     """Another run holds the lock and did not release it in time."""
 
 
-def storage_client() -> storage.Client:
-    """A Cloud Storage client; ``STORAGE_EMULATOR_HOST`` points it at an emulator."""
-    return storage.Client()
-
-
 class LeaseLock:
     def __init__(
         self,

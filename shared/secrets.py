@@ -21,6 +21,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import secretmanager
 
 from shared import redact
+from shared.errors import SECRET_MISSING, TerminalError, TransientError
 from shared.settings import project_id as default_project_id
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ RETRYABLE = (
 
 # What the service answers when a request's etag no longer matches the resource.
 ETAG_CONFLICT = (gexc.Aborted, gexc.FailedPrecondition)
+
+# What reading a secret answers when only a person can help: the secret does not exist, has
+# no enabled version, or the function's service account may not read it.
+UNREADABLE = (gexc.NotFound, gexc.FailedPrecondition, gexc.PermissionDenied)
 
 T = TypeVar("T")
 
@@ -256,6 +261,26 @@ class SecretStore:
         if filter:
             request["filter"] = filter
         return [_info(s) for s in self.client.list_secrets(request=request)]
+
+
+def read_required(store: SecretStore, secret_id: str) -> str:
+    """The latest value of a secret the run cannot do without.
+
+    TERMINAL with code ``secret_missing`` when a person must add a version, enable one or grant
+    access (see UNREADABLE); TRANSIENT with code ``secret_manager`` when Secret Manager failed
+    otherwise (unavailable, throttled), so the trigger is delivered again.
+    """
+    try:
+        return store.read(secret_id).value
+    except UNREADABLE as error:
+        raise TerminalError(
+            f"secret {secret_id} has no readable version ({type(error).__name__})",
+            code=SECRET_MISSING,
+        ) from None
+    except gexc.GoogleAPICallError as error:
+        raise TransientError(
+            f"reading secret {secret_id} failed ({type(error).__name__})", code="secret_manager"
+        ) from None
 
 
 def _info(secret: Any) -> SecretInfo:

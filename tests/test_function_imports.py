@@ -110,6 +110,7 @@ def test_graph_folder_before_its_fix_is_reported(tmp_path: Path) -> None:
     problems = import_check.check_app(app, site_of("graph_webhook_renew"))
 
     assert found(problems) == {
+        ("shared/gcs.py", "google.cloud.storage"),
         ("shared/lock.py", "google.cloud.storage"),
         ("shared/secrets.py", "google_crc32c"),
     }, "\n".join(map(str, problems))

@@ -18,6 +18,7 @@ from b24_plan import Outcome, judge
 from shared import clock, logs
 from shared.errors import ProviderError
 from shared.lock import LeaseLock, LockBusy
+from shared.runtime import lock_wait
 from shared.status import CredentialStatus
 
 if TYPE_CHECKING:
@@ -81,9 +82,8 @@ def _decide_and_refresh(
     lock = LeaseLock(
         clients.bucket, f"b24-{settings.refresh_token_secret}", lease=settings.lock_lease
     )
-    wait = max(0.0, min(settings.lock_wait_seconds, deadline - time.monotonic()))
     try:
-        with lock.held(wait):
+        with lock.held(lock_wait(settings.lock_wait_seconds, deadline)):
             refresh, reason, status, rt_version = due()
             if not refresh:
                 return Outcome("skipped", reason, status.expires_at)

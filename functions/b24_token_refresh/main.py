@@ -3,7 +3,7 @@
 The story of one run (each step names the module that does it):
   1. Trigger: Cloud Scheduler publishes ``{}`` to ``b24-token-refresh-trigger`` every 30
      minutes (or someone publishes ``{"force": true}``). The message is received here
-     (``receive_request``) and parsed by ``b24_plan.parse_request``; ``b24_run.run`` does the
+     (``runtime.receive``) and parsed by ``b24_plan.parse_request``; ``b24_run.run`` does the
      rest.
   2. Decide (``b24_plan.judge``, on the status ``b24_run`` reads): refresh when the access
      token expires within the margin, its expiry is unknown, the refresh token changed since
@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import functions_framework
 from b24_plan import parse_request
 from b24_run import run
 from cloudevents.http import CloudEvent
 
-from shared import events, logs
+from shared import logs, runtime
+from shared.gcs import storage_client
 from shared.http import HttpClient
-from shared.lock import storage_client
 from shared.secrets import SecretStore
 from shared.settings import env_int, env_str, project_id
 
@@ -80,11 +80,7 @@ log = logs.setup("bitrix24", "b24_token_refresh", project=SETTINGS.project)
 
 
 class Clients:
-    """Created on first use and kept for the life of the instance.
-
-    The same holder (with ``clients()`` below) as the other functions keep: left as it was for
-    a later consolidation.
-    """
+    """Created on first use (``clients()``) and kept for the life of the instance."""
 
     def __init__(self, settings: Settings) -> None:
         self.store = SecretStore(settings.project)
@@ -92,15 +88,8 @@ class Clients:
         self.http = HttpClient(timeout=settings.http_timeout_seconds)
 
 
-_clients: Clients | None = None
-
-
-def clients() -> Clients:
-    """The instance's one holder, built on first use and then kept (see Clients)."""
-    global _clients
-    if _clients is None:
-        _clients = Clients(SETTINGS)
-    return _clients
+# Built on the first run rather than at import (importing main.py needs no credentials).
+clients = runtime.Lazy(lambda: Clients(SETTINGS)).get
 
 
 # 1. Trigger: the entry point -----------------------------------------------------------
@@ -108,7 +97,7 @@ def clients() -> Clients:
 
 @functions_framework.cloud_event
 def b24_token_refresh(cloud_event: CloudEvent) -> None:
-    received = receive_request(cloud_event)
+    received = runtime.receive(cloud_event, parse_request, max_age=SETTINGS.event_max_age, log=log)
     if received is None:
         return
     force, published_at = received
@@ -119,22 +108,3 @@ def b24_token_refresh(cloud_event: CloudEvent) -> None:
         requested_at=published_at,
         deadline=time.monotonic() + SETTINGS.run_seconds,
     )
-
-
-def receive_request(cloud_event: CloudEvent) -> tuple[bool, datetime | None] | None:
-    """Whether the message forces a refresh, and its publish time; None when the message is to
-    be acknowledged and dropped (too old, not JSON, not a request): Pub/Sub must not redeliver
-    what cannot work.
-
-    The same prologue as the other Pub/Sub-triggered functions (events.receive, then parse):
-    kept as this one function so a later consolidation has one place to change.
-    """
-    message = events.receive(cloud_event, max_age=SETTINGS.event_max_age)
-    if message is None:
-        return None
-    try:
-        force = parse_request(message.data)
-    except events.BadMessage as error:
-        log.warning("ignoring message %s: %s", message.message_id, error)
-        return None
-    return force, message.published_at

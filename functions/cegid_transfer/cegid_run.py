@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from cegid_api import CegidApi, read_credentials
 from cegid_copy import Destination, clean_staging, list_source, open_container, transfer_one
 from cegid_plan import SasError, Summary, check_sas, fits_in_run, run_id, sas_advice
-from google.api_core import exceptions as gexc
 
 from shared import clock, logs
 from shared.errors import TerminalError
 from shared.lock import LeaseLock, LockBusy
 from shared.redact import register
+from shared.runtime import lock_wait
+from shared.secrets import read_required
 
 if TYPE_CHECKING:
     from main import Clients, Settings  # types only: main imports this module
@@ -64,19 +65,13 @@ def run(settings: Settings, clients: Clients, *, deadline: float) -> Summary:
 
 
 def container_url(settings: Settings, clients: Clients) -> str:
-    """The container URL with its SAS; registered for redaction, never logged."""
-    try:
-        if settings.mode == "sas_url":
-            url = clients.store.read(settings.sas_url_secret).value.strip()
-            register(url)
-            return url
-        credentials = read_credentials(clients.store, settings.api)
-    except (gexc.NotFound, gexc.FailedPrecondition) as error:
-        # No secret, no enabled version: waiting will not help, a person must add it.
-        raise TerminalError(
-            f"a Cegid secret is missing or has no enabled version ({type(error).__name__})",
-            code="missing_secret",
-        ) from None
+    """The container URL with its SAS; registered for redaction, never logged. A secret that
+    is missing or has no enabled version is TERMINAL ``secret_missing``: a person must add it."""
+    if settings.mode == "sas_url":
+        url = read_required(clients.store, settings.sas_url_secret).strip()
+        register(url)
+        return url
+    credentials = read_credentials(clients.store, settings.api)
     return CegidApi(settings.api, credentials, clients.http).container_sas_url()
 
 
@@ -95,8 +90,7 @@ def _transfer(settings: Settings, clients: Clients, summary: Summary, deadline: 
         config=settings.copy,
     )
     lock = LeaseLock(clients.state_bucket, "cegid-transfer", lease=settings.lock_lease)
-    wait = max(0.0, min(settings.lock_wait_seconds, deadline - time.monotonic()))
-    with lock.held(wait):
+    with lock.held(lock_wait(settings.lock_wait_seconds, deadline)):
         cleared = clean_staging(clients.bucket, settings.staging_prefix)
         if cleared:
             log.info("removed %d staging objects left by an interrupted run", cleared)

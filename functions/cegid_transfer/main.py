@@ -4,8 +4,8 @@ scheduled queries forced on request.
 The story of one transfer run (entry point ``cegid_transfer``; each step names the module that
 does it):
   1. Trigger: Cloud Scheduler publishes ``{}`` to ``cegid-transfer-trigger`` every hour. The
-     message is read here (``receive``) and checked by ``cegid_plan.parse_trigger``; the run
-     is ``cegid_run.run``.
+     message is read here (``receive``, on ``runtime.receive``) and checked by
+     ``cegid_plan.parse_trigger``; the run is ``cegid_run.run``.
   2. Source (``cegid_run.container_url``): ``CEGID_MODE=api`` asks the Cegid API for an access
      token, then for a container SAS with read/list/delete (``cegid_api``);
      ``CEGID_MODE=sas_url`` reads a SAS URL (valid 24 h) from secret ``cegid-sas-url``. A SAS
@@ -46,9 +46,9 @@ from cegid_plan import MIB, BadForceRequest, force_request, parse_trigger
 from cegid_run import run
 from cloudevents.http import CloudEvent
 
-from shared import events, logs
+from shared import events, logs, runtime
+from shared.gcs import storage_client
 from shared.http import HttpClient
-from shared.lock import storage_client
 from shared.secrets import SecretStore
 from shared.settings import env_choice, env_int, env_optional, env_str, project_id
 
@@ -114,7 +114,7 @@ log = logs.setup("cegid", "cegid_transfer", project=SETTINGS.project)
 
 
 class Clients:
-    """Created on first use and kept for the life of the instance."""
+    """Created on first use (``clients()``) and kept for the life of the instance."""
 
     def __init__(self, settings: Settings) -> None:
         self.store = SecretStore(settings.project)
@@ -124,15 +124,8 @@ class Clients:
         self.http = HttpClient(timeout=settings.http_timeout_seconds)
 
 
-_clients: Clients | None = None
-
-
-def clients() -> Clients:
-    """The instance's one holder, built on first use and then kept (see Clients)."""
-    global _clients
-    if _clients is None:
-        _clients = Clients(SETTINGS)
-    return _clients
+# Built on the first run rather than at import (importing main.py needs no credentials).
+clients = runtime.Lazy(lambda: Clients(SETTINGS)).get
 
 
 # 1. Trigger: the entry points --------------------------------------------------------------
@@ -158,11 +151,11 @@ def cegid_queries(cloud_event: CloudEvent) -> None:
 def receive(cloud_event: CloudEvent, parse: Callable[[dict[str, Any]], T]) -> T | None:
     """The parsed request, or None when the message is to be acknowledged and dropped (too old,
     not JSON, not a request): Pub/Sub must not redeliver what cannot work."""
-    message = events.receive(cloud_event, max_age=SETTINGS.event_max_age)
-    if message is None:
-        return None
-    try:
-        return parse(message.data)
-    except (events.BadMessage, BadForceRequest) as error:
-        log.warning("ignoring message %s: %s", message.message_id, error)
-        return None
+    received = runtime.receive(
+        cloud_event,
+        parse,
+        max_age=SETTINGS.event_max_age,
+        log=log,
+        bad=(events.BadMessage, BadForceRequest),
+    )
+    return None if received is None else received[0]

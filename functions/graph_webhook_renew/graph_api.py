@@ -6,9 +6,10 @@
 - ``GET /v1.0/subscriptions`` lists the app's own subscriptions, page by page through
   ``@odata.nextLink``; ``POST`` creates (Graph validates both URLs first), ``PATCH`` renews,
   ``DELETE`` removes, ``POST /{id}/reauthorize`` reauthorises.
-- 429 and 5xx are retried by ``shared.http.HttpClient``, honouring ``Retry-After``. A PATCH,
-  DELETE or reauthorize answering 404 means Graph already deleted the subscription (observed
-  behaviour, not documented), which the caller handles by creating it again.
+- 429 and 5xx are retried by ``shared.http.HttpClient``, honouring ``Retry-After``; what is
+  left is classed by ``shared.http.status_kind`` (see ``graph_error``). A PATCH, DELETE or
+  reauthorize answering 404 means Graph already deleted the subscription (observed behaviour,
+  not documented), which the caller handles by creating it again.
 
 Importing this module costs the ``requests`` import, so the notify entry point never does.
 """
@@ -27,13 +28,24 @@ from graph_plan import Subscription
 
 from shared import clock
 from shared.errors import ProviderError, TerminalError, TransientError
-from shared.http import RETRYABLE_STATUSES, HttpClient, form_headers, json_body, oauth_error
-from shared.redact import redact, register
+from shared.http import HttpClient, json_body, status_error
+from shared.oauth import oauth_error, parse_expiry, request_token
+from shared.redact import redact
 
 SCOPE = "https://graph.microsoft.com/.default"
 
 # A token is replaced this long before Microsoft said it expires.
 TOKEN_SKEW = timedelta(minutes=5)
+# The lifetime assumed when the answer gives none that counts: an odd answer then costs at
+# most an early refresh.
+DEFAULT_TOKEN_LIFETIME = timedelta(seconds=3599)
+ENTRA_WHERE = "Entra ID token endpoint"
+
+# Graph statuses that are terminal although shared.http.status_kind calls them transient:
+# 409 on a subscription is a conflict (one already exists for that resource, or a concurrent
+# change) that the same request sent again does not resolve; 501 is Graph's documented "the
+# requested feature isn't implemented", e.g. a resource that takes no subscriptions.
+GRAPH_TERMINAL_STATUSES = frozenset({409, 501})
 
 # Entra ID codes that no retry fixes: wrong or expired client secret, unknown tenant or app.
 TERMINAL_TOKEN_CODES = frozenset(
@@ -75,30 +87,24 @@ class AppToken:
             if self._token is not None and self._valid_until and now < self._valid_until:
                 return self._token
             creds = self.credentials()
-            response = self.http.request(
-                "POST",
+            body = request_token(
+                self.http,
                 f"{self.login_url}/{quote(creds.tenant_id, safe='')}/oauth2/v2.0/token",
-                data={
+                {
                     "grant_type": "client_credentials",
                     "client_id": creds.client_id,
                     "client_secret": creds.client_secret,
                     "scope": SCOPE,
                 },
-                headers=form_headers(),
+                error=token_error,
+                where=ENTRA_WHERE,
+                malformed=TransientError,  # client credentials are not spent: try again
                 deadline=deadline,
             )
-            if response.status_code != 200:
-                raise oauth_error(
-                    response, terminal_codes=TERMINAL_TOKEN_CODES, where="Entra ID token endpoint"
-                )
-            body = json_body(response)
-            token = body.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise TransientError("Entra ID token endpoint answered 200 without a token")
-            register(token)
-            seconds = expires_in_seconds(body)
+            token: str = body["access_token"]
             self._token = token
-            self._valid_until = now + timedelta(seconds=seconds) - TOKEN_SKEW
+            expires = parse_expiry(body, now=now, default=DEFAULT_TOKEN_LIFETIME)
+            self._valid_until = expires - TOKEN_SKEW
             self.fetched += 1
             return token
 
@@ -108,27 +114,23 @@ class AppToken:
             self._valid_until = None
 
 
-def expires_in_seconds(body: dict[str, Any]) -> int:
-    """The token's lifetime from the token response's ``expires_in``; 3599 (an hour) when it
-    is missing or not a number, so an odd answer costs at most an early refresh."""
-    # One small function so a later consolidation can swap in the shared expiry parser.
-    try:
-        return int(body.get("expires_in", 3599))
-    except (TypeError, ValueError):
-        return 3599
+def token_error(response: requests.Response) -> ProviderError:
+    """A refused token request as TERMINAL (a person must act) or TRANSIENT (wait and retry)."""
+    return oauth_error(response, terminal_codes=TERMINAL_TOKEN_CODES, where=ENTRA_WHERE)
 
 
 def graph_error(response: requests.Response, where: str) -> ProviderError:
-    """Graph's ``{"error": {"code", "message"}}`` as a typed error: 4xx terminal, else transient."""
+    """Graph's ``{"error": {"code", "message"}}`` as a typed error, classed by
+    shared.http.status_kind with GRAPH_TERMINAL_STATUSES."""
     error = json_body(response).get("error")
     code, message = f"http_{response.status_code}", ""
     if isinstance(error, dict):
         code = str(error.get("code") or code)
         message = redact(str(error.get("message") or ""))[:300]
     text = f"{where}: HTTP {response.status_code} {code}" + (f" ({message})" if message else "")
-    if response.status_code in RETRYABLE_STATUSES or response.status_code == 408:
-        return TransientError(text, code=code, status=response.status_code)
-    return TerminalError(text, code=code, status=response.status_code)
+    return status_error(
+        text, status=response.status_code, code=code, terminal=GRAPH_TERMINAL_STATUSES
+    )
 
 
 def parse_subscription(body: Any) -> Subscription | None:

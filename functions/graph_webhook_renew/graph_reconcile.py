@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from graph_plan import Desired, RenewRequest, Step, Subscription, plan, requested_expiry
 
 from shared import clock, logs
-from shared.errors import ProviderError, TransientError
+from shared.errors import SECRET_MISSING, ProviderError, TransientError
+from shared.runtime import lock_wait
 
 if TYPE_CHECKING:
     # Types only: main reads the environment when imported, and graph_api imports requests.
@@ -68,7 +69,8 @@ def reconcile(
         return tally
     # Overlapping runs (a lifecycle event during the daily run, a redelivery) would each see
     # a subscription missing and each create it: one run at a time, re-listing after the lock.
-    from shared.lock import LeaseLock, storage_client
+    from shared.gcs import storage_client
+    from shared.lock import LeaseLock
 
     lock = (
         LeaseLock(
@@ -79,11 +81,9 @@ def reconcile(
         if settings.state_bucket
         else None
     )
-    if lock is not None:
-        wait = max(0.0, min(settings.lock_wait_seconds, deadline - time.monotonic()))
-        if not lock.acquire(wait):
-            report(settings, tally, request.reason, time.monotonic() - started, "lock_busy")
-            raise TransientError("another reconciler run holds the lock", code="lock_busy")
+    if lock is not None and not lock.acquire(lock_wait(settings.lock_wait_seconds, deadline)):
+        report(settings, tally, request.reason, time.monotonic() - started, "lock_busy")
+        raise TransientError("another reconciler run holds the lock", code="lock_busy")
     try:
         _reconcile_locked(settings, clients, request, tally, deadline)
     finally:
@@ -220,7 +220,7 @@ def _log_failure(desired: Desired | None, error: ProviderError) -> None:
     if not error.terminal:
         log.warning("Graph call for %s failed transiently: %s", what, error)
         return
-    if error.code == "secret_missing":
+    if error.code == SECRET_MISSING:
         log.error(
             "%s: a person must act. Add the value as a new version of that secret "
             "(deploy.sh asks for it); the next run picks it up.",

@@ -6,7 +6,7 @@ sibling modules named at each step do the work.
 ``graph_webhook_renew`` (CloudEvent, topic ``graph-webhook-renew-trigger``), a reconciler:
   1. Trigger: Cloud Scheduler publishes ``{}`` daily (and deploy.sh once after a deploy); the
      notify function publishes ``{"reauthorize": [ids], "reason": ...}`` on lifecycle events.
-     ``_receive`` below decodes it; ``graph_plan.parse_request`` reads what it asks for.
+     ``runtime.receive`` decodes it; ``graph_plan.parse_request`` reads what it asks for.
   2. Decide: ``graph_reconcile.reconcile`` takes the lock, lists the app's subscriptions
      (``GET /v1.0/subscriptions``, graph_api) and ``graph_plan.plan`` compares them with the
      desired ones (``GRAPH_SUBSCRIPTIONS``). No local database that could drift.
@@ -32,7 +32,6 @@ use, so the handshake answers with only functions-framework loaded.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,10 +39,9 @@ from typing import TYPE_CHECKING
 
 import flask
 import functions_framework
-from graph_plan import Desired, RenewRequest, parse_desired_json, parse_request
+from graph_plan import Desired, parse_desired_json, parse_request
 
-from shared import events, logs
-from shared.errors import TerminalError, TransientError
+from shared import logs, runtime
 from shared.settings import env_int, env_optional, env_str, project_id
 
 if TYPE_CHECKING:  # imported lazily at run time: see the module docstring
@@ -123,93 +121,81 @@ log = logs.setup(
 
 
 class Clients:
-    """Clients created on first use and kept for the life of the instance."""
+    """Clients created on first use and kept for the life of the instance; each import of
+    Secret Manager, Pub/Sub and requests happens inside its builder (see the docstring)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._store: SecretStore | None = None
-        self._publisher: PublisherClient | None = None
-        self._graph: GraphClient | None = None
-        self._client_state: bytes | None = None
+        self._store = runtime.Lazy(lambda: _secret_store(settings))
+        self._publisher = runtime.Lazy(_publisher)
+        self._graph = runtime.Lazy(lambda: _graph_client(settings, self.store))
+        # Read once per instance; a failed read keeps nothing and is tried on the next request.
+        self._client_state = runtime.Lazy(
+            lambda: _read(self.store, settings.client_state_secret).encode("utf-8")
+        )
 
     @property
     def store(self) -> SecretStore:
-        with self._lock:
-            if self._store is None:
-                from shared.secrets import SecretStore
-
-                self._store = SecretStore(self.settings.project)
-            return self._store
+        return self._store.get()
 
     @property
     def publisher(self) -> PublisherClient:
-        with self._lock:
-            if self._publisher is None:
-                # Honours PUBSUB_EMULATOR_HOST on its own.
-                from google.cloud.pubsub_v1 import PublisherClient
-                from google.cloud.pubsub_v1.types import BatchSettings
-
-                # Each request waits for its own messages, so batching across requests only
-                # adds latency: send after 1 ms rather than the default 10 ms.
-                self._publisher = PublisherClient(batch_settings=BatchSettings(max_latency=0.001))
-            return self._publisher
+        return self._publisher.get()
 
     def client_state(self) -> bytes:
-        """The clientState secret, read once per instance (a failed read is tried again on
-        the next request)."""
-        if self._client_state is None:
-            with self._state_lock:
-                if self._client_state is None:
-                    value = read_secret(self.store, self.settings.client_state_secret)
-                    self._client_state = value.encode("utf-8")
-        return self._client_state
+        """The clientState secret."""
+        return self._client_state.get()
 
     @property
     def graph(self) -> GraphClient:
-        store = self.store
-        with self._lock:
-            if self._graph is None:
-                from graph_api import AppToken, GraphClient
+        return self._graph.get()
 
-                from shared.http import HttpClient
 
-                http = HttpClient(timeout=self.settings.http_timeout_seconds)
-                settings = self.settings
-                token = AppToken(http, settings.login_url, lambda: _credentials(settings, store))
-                self._graph = GraphClient(http, self.settings.api_url, token)
-            return self._graph
+def _secret_store(settings: Settings) -> SecretStore:
+    from shared.secrets import SecretStore
+
+    return SecretStore(settings.project)
+
+
+def _publisher() -> PublisherClient:
+    # Honours PUBSUB_EMULATOR_HOST on its own.
+    from google.cloud.pubsub_v1 import PublisherClient
+    from google.cloud.pubsub_v1.types import BatchSettings
+
+    # Each request waits for its own messages, so batching across requests only adds latency:
+    # send after 1 ms rather than the default 10 ms.
+    return PublisherClient(batch_settings=BatchSettings(max_latency=0.001))
+
+
+def _graph_client(settings: Settings, store: SecretStore) -> GraphClient:
+    from graph_api import AppToken, GraphClient
+
+    from shared.http import HttpClient
+
+    http = HttpClient(timeout=settings.http_timeout_seconds)
+    token = AppToken(http, settings.login_url, lambda: _credentials(settings, store))
+    return GraphClient(http, settings.api_url, token)
 
 
 def _credentials(settings: Settings, store: SecretStore) -> AppCredentials:
     from graph_api import AppCredentials
 
     return AppCredentials(
-        tenant_id=read_secret(store, settings.tenant_id_secret),
-        client_id=read_secret(store, settings.client_id_secret),
-        client_secret=read_secret(store, settings.client_secret_secret),
+        tenant_id=_read(store, settings.tenant_id_secret),
+        client_id=_read(store, settings.client_id_secret),
+        client_secret=_read(store, settings.client_secret_secret),
     )
 
 
-def read_secret(store: SecretStore, secret_id: str) -> str:
-    """A secret's latest value; a missing secret or version is TERMINAL (a person adds it),
-    anything else from Secret Manager TRANSIENT (Pub/Sub delivers the trigger again)."""
-    from google.api_core import exceptions as gexc
+def _read(store: SecretStore, secret_id: str) -> str:
+    """A required secret: a missing one is TERMINAL ``secret_missing`` (a person adds it), any
+    other Secret Manager failure TRANSIENT (Pub/Sub delivers the trigger again)."""
+    from shared.secrets import read_required
 
-    try:
-        return store.read(secret_id).value
-    except (gexc.NotFound, gexc.FailedPrecondition, gexc.PermissionDenied) as error:
-        raise TerminalError(
-            f"secret {secret_id} has no readable version ({type(error).__name__})",
-            code="secret_missing",
-        ) from None
-    except gexc.GoogleAPICallError as error:
-        raise TransientError(
-            f"reading secret {secret_id} failed ({type(error).__name__})", code="secret_manager"
-        ) from None
+    return read_required(store, secret_id)
 
 
+# Eager: building it costs nothing (every client inside is lazy), and both entry points use it.
 _clients = Clients(SETTINGS)
 
 
@@ -224,27 +210,14 @@ def clients() -> Clients:
 def graph_webhook_renew(cloud_event: CloudEvent) -> None:
     import graph_reconcile  # here, not at the top: the notify function never needs it
 
-    request = _receive(cloud_event)
-    if request is None:
+    # Acknowledged and dropped (None) when bad or too old: no redelivery makes it usable.
+    received = runtime.receive(cloud_event, parse_request, max_age=SETTINGS.event_max_age, log=log)
+    if received is None:
         return
+    request, _published_at = received
     graph_reconcile.reconcile(
         SETTINGS, clients(), request, deadline=time.monotonic() + SETTINGS.run_seconds
     )
-
-
-def _receive(cloud_event: CloudEvent) -> RenewRequest | None:
-    """The trigger's request, or None when the message is bad or too old (logged; returning
-    acknowledges it, since no redelivery makes it usable)."""
-    # The Pub/Sub prologue every function repeats, kept in one function so that moving it to
-    # shared/ later changes one line here.
-    message = events.receive(cloud_event, max_age=SETTINGS.event_max_age)
-    if message is None:
-        return None
-    try:
-        return parse_request(message.data)
-    except events.BadMessage as error:
-        log.warning("ignoring message %s: %s", message.message_id, error)
-        return None
 
 
 # graph_webhook_notify: the endpoint Graph posts to ---------------------------------------

@@ -38,6 +38,7 @@ from hubspot_plan import (
 from shared import clock, logs
 from shared.errors import ProviderError, TransientError
 from shared.lock import LeaseLock, LockBusy
+from shared.runtime import lock_wait
 from shared.secrets import SecretStore, SecretValue, with_retry
 from shared.status import CredentialStatus, Decision
 
@@ -91,9 +92,8 @@ def refresh_account(
     call (429) waits and retries: the quota then paces the pool instead of failing accounts.
     """
     lock = LeaseLock(clients.bucket(), f"hubspot-{account.account_id}", lease=settings.lock_lease)
-    wait = max(0.0, min(settings.lock_wait_seconds, deadline - time.monotonic()))
     try:
-        with lock.held(wait):
+        with lock.held(lock_wait(settings.lock_wait_seconds, deadline)):
             # Re-read: a run that held the lock before us may have done the work.
             info = _retrying(
                 lambda: clients.store.info_optional(account.access_token_secret),

@@ -47,18 +47,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import functions_framework
 from cloudevents.http import CloudEvent
-from hubspot_plan import RunRequest, parse_request
+from hubspot_plan import RunRequest as RunRequest  # re-exported: hubspot_testkit, benchmarks
+from hubspot_plan import parse_request
 from hubspot_run import run
 from hubspot_shards import fan_out
 
-from shared import events, logs
+from shared import logs, runtime
+from shared.gcs import storage_client
 from shared.http import HttpClient, RetryPolicy
-from shared.lock import storage_client
 from shared.secrets import SecretStore
 from shared.settings import ConfigError, env_int, env_optional, env_str, project_id
 from shared.status import Backoff
@@ -122,18 +123,19 @@ log = logs.setup("hubspot", "hubspot_refresh", project=SETTINGS.project)
 
 
 class Clients:
-    """Created on first use and kept for the life of the instance.
+    """Created on first use (``clients()``) and kept for the life of the instance.
 
-    The Secret Manager client (gRPC) is shared by all threads; the HTTP session and the
-    Cloud Storage client (both built on a requests session with a small connection pool) are
-    one per worker thread.
+    The Secret Manager client (gRPC) and the Pub/Sub publisher are shared by all threads. The
+    HTTP session and the Cloud Storage client are one per worker thread (``HUBSPOT_CONCURRENCY``
+    refresh accounts at once): both are built on a requests session, which is not thread-safe
+    and pools only a few connections, so sharing one would serialise or break the workers.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = SecretStore(settings.project)
         self._local = threading.local()
-        self._publisher: Any = None
+        self._publisher: runtime.Lazy[Any] = runtime.Lazy(_publisher)
 
     @property
     def http(self) -> HttpClient:
@@ -151,22 +153,17 @@ class Clients:
         return self._local.bucket
 
     def publisher(self) -> Any:
-        if self._publisher is None:
-            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-            self._publisher = pubsub_v1.PublisherClient()
-        return self._publisher
+        return self._publisher.get()
 
 
-_clients: Clients | None = None
+def _publisher() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    return pubsub_v1.PublisherClient()
 
 
-def clients() -> Clients:
-    """The instance's one holder, built on first use and then kept (see Clients)."""
-    global _clients
-    if _clients is None:
-        _clients = Clients(SETTINGS)
-    return _clients
+# Built on the first run rather than at import (importing main.py needs no credentials).
+clients = runtime.Lazy(lambda: Clients(SETTINGS)).get
 
 
 # 1. Trigger: the entry point ---------------------------------------------------------------
@@ -174,7 +171,7 @@ def clients() -> Clients:
 
 @functions_framework.cloud_event
 def hubspot_refresh(cloud_event: CloudEvent) -> None:
-    received = receive_request(cloud_event)
+    received = runtime.receive(cloud_event, parse_request, max_age=SETTINGS.event_max_age, log=log)
     if received is None:
         return
     request, published_at = received
@@ -184,17 +181,3 @@ def hubspot_refresh(cloud_event: CloudEvent) -> None:
         fan_out(SETTINGS, clients(), request, requested_at=requested_at)
         return
     run(SETTINGS, clients(), request, requested_at=requested_at, deadline=deadline)
-
-
-def receive_request(cloud_event: CloudEvent) -> tuple[RunRequest, datetime | None] | None:
-    """The request and its publish time, or None when the message is to be acknowledged and
-    dropped (too old, not JSON, not a request): Pub/Sub must not redeliver what cannot work."""
-    message = events.receive(cloud_event, max_age=SETTINGS.event_max_age)
-    if message is None:
-        return None
-    try:
-        request = parse_request(message.data)
-    except events.BadMessage as error:
-        log.warning("ignoring message %s: %s", message.message_id, error)
-        return None
-    return request, message.published_at

@@ -53,13 +53,13 @@ from cloudevents.http import CloudEvent
 from universign_api import UniversignApi
 from universign_delivery import handle_webhook
 from universign_jws import JwksVerifier
-from universign_plan import Reply
+from universign_plan import Reply, parse_poll_trigger
 from universign_poll import run_poll
 from universign_state import StateStore
 
-from shared import events, logs
+from shared import logs, runtime
+from shared.gcs import storage_client
 from shared.http import HttpClient, RetryPolicy
-from shared.lock import storage_client
 from shared.secrets import SecretStore
 from shared.settings import env_int, env_optional, env_str, project_id
 
@@ -159,7 +159,7 @@ class Clients:
         self._lock = threading.Lock()
         self._key: str | None = None
         self._token: tuple[str, float] | None = None
-        self._publisher: Any = None
+        self._publisher: runtime.Lazy[Any] = runtime.Lazy(_publisher)
 
     def _api_key(self, refresh: bool) -> str:
         with self._lock:
@@ -177,13 +177,9 @@ class Clients:
             return self._token[0]
 
     def publish(self, message: dict[str, Any]) -> None:
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # first use only
-
-        with self._lock:
-            if self._publisher is None:
-                self._publisher = pubsub_v1.PublisherClient()
-        topic = self._publisher.topic_path(self.settings.project, self.settings.status_topic)
-        future = self._publisher.publish(
+        publisher = self._publisher.get()
+        topic = publisher.topic_path(self.settings.project, self.settings.status_topic)
+        future = publisher.publish(
             topic,
             json.dumps(message, separators=(",", ":")).encode("utf-8"),
             transaction_id=str(message["transaction_id"]),
@@ -192,18 +188,15 @@ class Clients:
         future.result(timeout=30)
 
 
-_clients: Clients | None = None
-_clients_lock = threading.Lock()
+def _publisher() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # first use only
+
+    return pubsub_v1.PublisherClient()
 
 
-def clients() -> Clients:
-    """The instance's clients, built once on first use rather than at import: importing
-    main.py needs no credentials, and a busy instance's threads share one set."""
-    global _clients
-    with _clients_lock:
-        if _clients is None:
-            _clients = Clients(SETTINGS)
-        return _clients
+# Built once on first use rather than at import: importing main.py needs no credentials, and a
+# busy instance's threads share one set.
+clients = runtime.Lazy(lambda: Clients(SETTINGS)).get
 
 
 # Entry points ------------------------------------------------------------------------------
@@ -237,19 +230,12 @@ def universign_webhook(request: flask.Request) -> flask.Response:
     return flask.Response(reply.body(), status=reply.status, headers=reply.headers())
 
 
-def _poll_requested(cloud_event: CloudEvent) -> bool:
-    """The Pub/Sub prologue: receive and parse the trigger message. False for a bad or stale
-    message (already logged), and for one that carries data: the scheduler sends ``{}``."""
-    message = events.receive(cloud_event, max_age=SETTINGS.event_max_age)
-    if message is None:
-        return False
-    if message.data:
-        log.warning("ignoring message %s: expected {}", message.message_id)
-        return False
-    return True
-
-
 @functions_framework.cloud_event
 def universign_poll(cloud_event: CloudEvent) -> None:
-    if _poll_requested(cloud_event):
+    # Acknowledged without a poll (None) when bad or stale, and when it carries data: the
+    # scheduler sends ``{}``.
+    received = runtime.receive(
+        cloud_event, parse_poll_trigger, max_age=SETTINGS.event_max_age, log=log
+    )
+    if received is not None:
         run_poll(SETTINGS, clients(), deadline=time.monotonic() + SETTINGS.run_seconds)

@@ -15,11 +15,15 @@ from urllib.parse import quote
 
 import requests
 
-from shared.errors import TerminalError, TransientError
-from shared.http import HttpClient
+from shared.errors import TransientError
+from shared.http import HttpClient, status_error
 
 # States in which Universign serves the signed documents.
 DOWNLOADABLE_STATES = frozenset({"completed", "archived"})
+
+# 409 stays transient, as it was before the shared rule (tests/universign_webhook pins it): a
+# GET that conflicts can only have met a transaction being changed, which settles.
+UNIVERSIGN_TRANSIENT_STATUSES = frozenset({409})
 
 
 class NotFound(LookupError):
@@ -33,30 +37,18 @@ class Download:
 
 
 def raise_for_status(status: int, path: str) -> None:
-    """Raise what an answer other than 200 to ``GET path`` means (see the module docstring).
-
-    The one place Universign's HTTP statuses are classified, kept apart so that it can give
-    way to a shared classifier without touching the calls."""
-    if status in (401, 403):
-        raise TerminalError(
-            f"Universign refused the API key (HTTP {status}) on GET {path}",
-            code=f"http_{status}",
-            status=status,
-        )
+    """Raise what an answer other than 200 to ``GET path`` means (see the module docstring):
+    404 is NotFound; the rest is classed by shared.http.status_kind, with 409 transient."""
+    if status == 200:
+        return
     if status == 404:
         raise NotFound(path)
-    if status in (408, 409, 425) or status >= 500:
-        raise TransientError(
-            f"Universign answered HTTP {status} on GET {path}",
-            code=f"http_{status}",
-            status=status,
-        )
-    if status != 200:
-        raise TerminalError(
-            f"Universign answered HTTP {status} on GET {path}",
-            code=f"http_{status}",
-            status=status,
-        )
+    message = (
+        f"Universign refused the API key (HTTP {status}) on GET {path}"
+        if status in (401, 403)
+        else f"Universign answered HTTP {status} on GET {path}"
+    )
+    raise status_error(message, status=status, transient=UNIVERSIGN_TRANSIENT_STATUSES)
 
 
 class UniversignApi:

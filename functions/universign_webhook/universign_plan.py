@@ -1,6 +1,7 @@
 """The decisions both entry points take, as pure functions: no I/O, no environment, no
 functions-framework, so each one is tested on its own.
 
+- The poll's trigger: only the scheduler's ``{}`` starts a poll (``parse_poll_trigger``).
 - A delivery: the HTTP answer (``Reply``), the checks that refuse a request before anything
   is processed, and what an event concerns (``parse_event``): the transaction to sync, and a
   refusal the event reports.
@@ -23,10 +24,19 @@ from typing import Any, Protocol
 
 from universign_state import EVENT_ID, REFUSAL_REASONS, SIGNE, TRANSACTION_ID, needs_polling
 
-from shared import clock
+from shared import clock, events
 
 # The history source of the poll's one final re-check; the sync marks it done when it sees it.
 RECHECK_SOURCE = "poll:recheck"
+
+
+# --- the poll's trigger -------------------------------------------------------------------------
+
+
+def parse_poll_trigger(data: dict[str, Any]) -> None:
+    """The scheduler sends ``{}``; a message that carries data is refused (logged, dropped)."""
+    if data:
+        raise events.BadMessage("expected {}")
 
 
 # --- the HTTP answer ---------------------------------------------------------------------------

@@ -3,20 +3,17 @@ its answer and expiry are read and how a refusal is classed."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 from b24_api import (
     PERSIST_RESERVE_SECONDS,
     TERMINAL_CODES,
     Tokens,
     call_bitrix24,
-    expires_at_from,
     token_error,
 )
 
@@ -25,6 +22,7 @@ from shared import clock
 from shared.errors import TerminalError, TransientError
 from shared.http import HttpClient, RetryPolicy
 from tests.b24_token_refresh.b24_support import bare_import
+from tests.canned_http import CannedHttp, canned
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -85,30 +83,11 @@ def test_outage_is_transient(fake: Bitrix24Fake) -> None:
     assert raised.value.code == "http_503"
 
 
-def _response(status: int, body: Any) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = (body if isinstance(body, str) else json.dumps(body)).encode()
-    return response
-
-
-class _Http:
-    """Answers every request with one response and remembers what was asked."""
-
-    def __init__(self, response: requests.Response) -> None:
-        self.response = response
-        self.asked: list[tuple[str, str, dict[str, Any]]] = []
-
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        self.asked.append((method, url, kwargs))
-        return self.response
-
-
 def test_request_is_a_get_with_the_query_and_leaves_time_to_store(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(clock, "now", lambda: NOW)
-    http = _Http(_response(200, {"access_token": "a", "refresh_token": "r", "expires_in": 60}))
+    http = CannedHttp(canned(200, {"access_token": "a", "refresh_token": "r", "expires_in": 60}))
     tokens = call_bitrix24("https://b24.test/oauth/token/", http, "id", "secret", "rt", 1000.0)
     assert tokens == Tokens("a", "r", NOW + timedelta(seconds=60))
     ((method, url, kwargs),) = http.asked
@@ -128,7 +107,7 @@ def test_request_is_a_get_with_the_query_and_leaves_time_to_store(
     [{"access_token": "a"}, {"refresh_token": "r"}, {"access_token": 1, "refresh_token": "r"}, "x"],
 )
 def test_200_without_both_tokens_is_terminal(body: Any) -> None:
-    http = _Http(_response(200, body))
+    http = CannedHttp(canned(200, body))
     with pytest.raises(TerminalError) as raised:
         call_bitrix24("https://b24.test/", http, "id", "s", "rt", time.monotonic() + 120)
     assert raised.value.code == "malformed_response"
@@ -148,7 +127,7 @@ def test_200_without_both_tokens_is_terminal(body: Any) -> None:
     ],
 )
 def test_refusal_classes(status: int, body: Any, terminal: bool, code: str) -> None:
-    error = token_error(_response(status, body))
+    error = token_error(canned(status, body))
     assert error.terminal is terminal and error.code == code and error.status == status
     assert str(error).startswith(f"Bitrix24 token endpoint: HTTP {status} {code}")
 
@@ -158,7 +137,7 @@ def test_terminal_codes_are_bitrix24s() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "expected"),
+    ("expiry", "expected"),
     [
         ({"expires_in": 3600, "expires": 1}, NOW + timedelta(seconds=3600)),
         ({"expires_in": 90.7}, NOW + timedelta(seconds=90)),
@@ -167,13 +146,16 @@ def test_terminal_codes_are_bitrix24s() -> None:
             NOW + timedelta(hours=2),
         ),
         ({"expires": int((NOW + timedelta(hours=1)).timestamp())}, NOW + timedelta(hours=1)),
-        ({"expires_in": "3600"}, None),
+        # Numeric text counts since the shared parser (shared.oauth.parse_expiry).
+        ({"expires_in": "3600"}, NOW + timedelta(seconds=3600)),
         ({"expires_in": -5, "expires": 0}, None),
         ({}, None),
     ],
 )
 def test_expiry_from_expires_in_else_expires(
-    monkeypatch: pytest.MonkeyPatch, body: dict[str, Any], expected: datetime | None
+    monkeypatch: pytest.MonkeyPatch, expiry: dict[str, Any], expected: datetime | None
 ) -> None:
     monkeypatch.setattr(clock, "now", lambda: NOW)
-    assert expires_at_from(body) == expected
+    body = {"access_token": "a", "refresh_token": "r", **expiry}
+    tokens = call_bitrix24("https://b24.test/", CannedHttp(canned(200, body)), "i", "s", "rt", 1e9)
+    assert tokens.expires_at == expected

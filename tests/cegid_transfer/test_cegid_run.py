@@ -166,7 +166,7 @@ def test_missing_sas_url_secret_needs_a_person(world: World, monkeypatch, capsys
 
     assert summary.result == "needs_reauth"
     assert world.source_names() == ["keep/me.csv"] and world.landed() == {}
-    assert '"error_code": "missing_secret"' in capsys.readouterr().out
+    assert '"error_code": "secret_missing"' in capsys.readouterr().out
 
 
 def test_blob_replaced_after_listing_is_not_mixed_or_deleted(world: World, monkeypatch) -> None:

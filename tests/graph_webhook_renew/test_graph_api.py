@@ -4,13 +4,15 @@ and its two small decisions, the token lifetime and Graph's error as a typed err
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
-from graph_api import expires_in_seconds, graph_error
+from graph_api import TOKEN_SKEW, AppCredentials, AppToken, graph_error
 
 from shared import clock
 from shared.errors import TerminalError, TransientError
+from tests.canned_http import CannedHttp, canned
 
 DEADLINE = float("inf")
 
@@ -80,7 +82,7 @@ def test_fake_refuses_lifetimes_above_the_maximum_and_raises_short_ones(fake, ma
 
 
 @pytest.mark.parametrize(
-    ("body", "seconds"),
+    ("expiry", "seconds"),
     [
         ({"expires_in": 3600}, 3600),
         ({"expires_in": "1800"}, 1800),
@@ -88,10 +90,20 @@ def test_fake_refuses_lifetimes_above_the_maximum_and_raises_short_ones(fake, ma
         ({"expires_in": None}, 3599),
         ({"expires_in": "soon"}, 3599),
         ({"expires_in": [60]}, 3599),
+        # Since the shared parser (shared.oauth.parse_expiry): no lifetime, not a short one.
+        ({"expires_in": 0}, 3599),
+        ({"expires_in": -60}, 3599),
+        ({"expires_in": True}, 3599),
     ],
 )
-def test_token_lifetime_falls_back_to_an_hour(body, seconds) -> None:
-    assert expires_in_seconds(body) == seconds
+def test_token_lifetime_falls_back_to_an_hour(monkeypatch, expiry, seconds) -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    monkeypatch.setattr(clock, "now", lambda: now)
+    body = {"access_token": "graph-at-123456", **expiry}
+    http: Any = CannedHttp(canned(200, body))
+    token = AppToken(http, "https://login.test", lambda: AppCredentials("t", "c", "s"))
+    assert token.get() == "graph-at-123456"
+    assert token._valid_until == now + timedelta(seconds=seconds) - TOKEN_SKEW
 
 
 def answer(status: int, body: bytes) -> requests.Response:
@@ -104,7 +116,9 @@ def answer(status: int, body: bytes) -> requests.Response:
 @pytest.mark.parametrize(
     ("status", "kind"),
     [(400, TerminalError), (403, TerminalError), (404, TerminalError), (408, TransientError)]
-    + [(s, TransientError) for s in (429, 500, 502, 503, 504)],
+    + [(s, TransientError) for s in (425, 429, 500, 502, 503, 504, 507)]
+    # Graph's own (GRAPH_TERMINAL_STATUSES): a conflict, a feature Graph does not implement.
+    + [(409, TerminalError), (501, TerminalError)],
 )
 def test_graph_error_is_terminal_for_4xx_and_transient_otherwise(status, kind) -> None:
     error = graph_error(answer(status, b'{"error": {"code": "Nope", "message": "m"}}'), "GET x")

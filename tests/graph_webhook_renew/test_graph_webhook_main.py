@@ -167,14 +167,14 @@ def store(monkeypatch: pytest.MonkeyPatch) -> type[Store]:
 def test_secret_reads_are_terminal_only_when_a_person_must_add_one(
     load_main, store, error, kind, code
 ) -> None:
-    main = load_main()
+    main = load_main(GRAPH_CLIENT_STATE_SECRET="s1")
     store.answers["s1"] = error
     with pytest.raises(kind) as raised:
-        main.read_secret(Store("p"), "s1")
+        main.clients().client_state()
     assert raised.value.code == code
     assert "s1" in str(raised.value) and type(error).__name__ in str(raised.value)
     store.answers["s1"] = "value"
-    assert main.read_secret(Store("p"), "s1") == "value"
+    assert main.clients().client_state() == b"value"
 
 
 def test_client_state_is_read_once_and_a_failed_read_is_tried_again(load_main, store) -> None:

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 import requests
-from hubspot_api import call_hubspot, expires_at_from, token_error
+from hubspot_api import call_hubspot, token_error
 
 from devtools.fakes.hubspot import V1_TOKEN_ROUTE, HubSpotFake
 from shared import clock
 from shared.errors import TerminalError, TransientError
 from shared.http import HttpClient, RetryPolicy
 from shared.redact import MASK, redact
+from tests.canned_http import CannedHttp
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -85,19 +86,23 @@ def test_a_revoked_refresh_token_is_terminal(fake: HubSpotFake) -> None:
     [
         (1800, True),
         (1800.0, True),
+        ("1800", True),  # numeric text counts since the shared parser (shared.oauth)
         (0, False),
         (-5, False),
         (True, False),  # a bool is not a number of seconds
         (None, False),
-        ("1800", False),  # numeric text counts as unknown here
+        ("soon", False),
     ],
 )
 def test_expiry_is_known_only_from_a_positive_number(
     monkeypatch: pytest.MonkeyPatch, expires_in: Any, known: bool
 ) -> None:
     monkeypatch.setattr(clock, "now", lambda: NOW)
-    expected = NOW + timedelta(seconds=1800) if known else None
-    assert expires_at_from(expires_in) == expected
+    http: Any = CannedHttp(
+        response(200, {"access_token": "at-expiry-1234", "expires_in": expires_in})
+    )
+    tokens = call_hubspot("https://hubspot.test/oauth/v1/token", http, "id", "secret", "rt")
+    assert tokens.expires_at == (NOW + timedelta(seconds=1800) if known else None)
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -1,16 +1,15 @@
 """The HTTP client against a local server: retries, Retry-After, timeouts, error kinds, and
-error texts that never carry the query string."""
+error texts that never carry the query string; the one rule for what an HTTP status means."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from devtools.fakes.base import FakeServer, Request, Response
-from shared.errors import TerminalError, TransientError
-from shared.http import HttpClient, RetryPolicy, oauth_error
+from shared.errors import ErrorKind, TerminalError, TransientError
+from shared.http import HttpClient, RetryPolicy, status_error, status_kind
 
 
 class TokenServer(FakeServer):
@@ -112,38 +111,54 @@ def test_client_errors_are_returned_not_retried(server, client) -> None:
     assert server.count("/token") == 1
 
 
-def _response(status: int, body: object) -> requests.Response:
-    import json
+# --- one rule for what an HTTP status means ----------------------------------------------------
 
-    response = requests.Response()
-    response.status_code = status
-    response._content = json.dumps(body).encode()
-    return response
+# Every status a provider may answer that a test pins: (status, kind under the shared rule).
+STATUS_RULE = [
+    (400, ErrorKind.TERMINAL),
+    (401, ErrorKind.TERMINAL),
+    (403, ErrorKind.TERMINAL),
+    (404, ErrorKind.TERMINAL),
+    (408, ErrorKind.TRANSIENT),
+    (409, ErrorKind.TERMINAL),
+    (410, ErrorKind.TERMINAL),
+    (422, ErrorKind.TERMINAL),
+    (425, ErrorKind.TRANSIENT),
+    (429, ErrorKind.TRANSIENT),
+    (499, ErrorKind.TERMINAL),
+    (500, ErrorKind.TRANSIENT),
+    (501, ErrorKind.TRANSIENT),
+    (502, ErrorKind.TRANSIENT),
+    (503, ErrorKind.TRANSIENT),
+    (504, ErrorKind.TRANSIENT),
+    (505, ErrorKind.TRANSIENT),
+    (507, ErrorKind.TRANSIENT),
+    (599, ErrorKind.TRANSIENT),
+    # Answers nobody asked for are no passing condition either.
+    (201, ErrorKind.TERMINAL),
+    (204, ErrorKind.TERMINAL),
+    (301, ErrorKind.TERMINAL),
+    (304, ErrorKind.TERMINAL),
+]
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "kind", "code"),
-    [
-        (400, {"error": "invalid_grant"}, TerminalError, "invalid_grant"),
-        (401, {"error": "invalid_client"}, TerminalError, "invalid_client"),
-        (400, {"error": "PAYMENT_REQUIRED"}, TerminalError, "PAYMENT_REQUIRED"),
-        (403, {}, TerminalError, "http_403"),
-        (503, {"error": "temporarily_unavailable"}, TransientError, "temporarily_unavailable"),
-        (408, {}, TransientError, "http_408"),
-    ],
-)
-def test_oauth_errors_are_classified(status, body, kind, code) -> None:
-    from shared.http import OAUTH_TERMINAL_CODES
-
-    error = oauth_error(_response(status, body), terminal_codes=OAUTH_TERMINAL_CODES)
-    assert type(error) is kind
-    assert error.code == code
+@pytest.mark.parametrize(("status", "kind"), STATUS_RULE)
+def test_status_kind_is_one_rule(status: int, kind: ErrorKind) -> None:
+    assert status_kind(status) is kind
 
 
-def test_provider_specific_terminal_codes() -> None:
-    error = oauth_error(
-        _response(400, {"error": "PAYMENT_REQUIRED", "error_description": "Payment required"}),
-        terminal_codes=frozenset({"PAYMENT_REQUIRED"}),
-    )
-    assert isinstance(error, TerminalError)
-    assert "Payment required" in str(error)
+def test_a_provider_moves_single_statuses_and_terminal_wins() -> None:
+    assert status_kind(409, transient={409}) is ErrorKind.TRANSIENT
+    assert status_kind(501, terminal={501}) is ErrorKind.TERMINAL
+    assert status_kind(503, transient={503}, terminal={503}) is ErrorKind.TERMINAL
+    # Only the named statuses move.
+    assert status_kind(410, transient={409}) is ErrorKind.TERMINAL
+    assert status_kind(502, terminal={501}) is ErrorKind.TRANSIENT
+
+
+@pytest.mark.parametrize(("status", "kind"), STATUS_RULE)
+def test_status_error_is_the_error_of_that_kind(status: int, kind: ErrorKind) -> None:
+    error = status_error("GET x: HTTP", status=status)
+    assert type(error) is (TerminalError if kind is ErrorKind.TERMINAL else TransientError)
+    assert (str(error), error.code, error.status) == ("GET x: HTTP", f"http_{status}", status)
+    assert status_error("m", status=status, code="Nope").code == "Nope"
