@@ -35,7 +35,7 @@ JOBS: dict[str, Job] = {
             "graph-webhook-renew-job",
             "graph-webhook-renew-trigger",
             b"{}",
-            "0 9 * * *",
+            "0 * * * *",
             "Europe/Paris",
         ),
         Job("cegid-transfer-job", "cegid-transfer-trigger", b"{}", "0 * * * *"),

@@ -1,5 +1,6 @@
 """What every function's main.py does the same way at run time: keep the clients an instance
-builds once, receive and parse a Pub/Sub trigger, bound a lock wait by the run's deadline.
+builds once, receive and parse a Pub/Sub trigger, measure a run, bound a lock wait by the
+run's deadline.
 
 Light on purpose: importing it loads no client library, so an HTTP entry point that needs none
 (graph_webhook_notify's validation handshake) still starts fast.
@@ -40,6 +41,11 @@ class Lazy(Generic[T]):
                     built = self._built = (self._build(),)
         return built[0]
 
+    def built(self) -> T | None:
+        """The value if it was built, without building it."""
+        built = self._built
+        return None if built is None else built[0]
+
     def reset(self) -> None:
         """Forget the value (tests); the next ``get`` builds a new one."""
         with self._lock:
@@ -71,6 +77,26 @@ def receive(
         log.warning("ignoring message %s: %s", message.message_id, error)
         return None
     return request, message.published_at
+
+
+class Meter:
+    """What a run reports of its own cost: seconds since it started and the secret values it
+    read, from ``reads`` (the instance's ``SecretStore.reads``) counted from the start. Runs of
+    one function do not overlap on an instance (one request at a time), so the difference is
+    this run's."""
+
+    def __init__(self, reads: Callable[[], int]) -> None:
+        self._reads = reads
+        self._started = time.monotonic()
+        self._reads_at_start = reads()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self._started
+
+    @property
+    def secret_reads(self) -> int:
+        return self._reads() - self._reads_at_start
 
 
 def lock_wait(seconds: float, deadline: float) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,11 @@ class SecretStore:
     ) -> None:
         self.project = project or default_project_id()
         self._client = client
+        # Secret value accesses made through this store (each one is billed and counts against
+        # the quota); a run reports its share as ``secret_reads``. Only metadata reads
+        # (info, latest_version) are left out: they are not access operations.
+        self.reads = 0
+        self._reads_lock = threading.Lock()
 
     @property
     def client(self) -> secretmanager.SecretManagerServiceClient:
@@ -104,6 +110,8 @@ class SecretStore:
     # --- values -------------------------------------------------------------------------
 
     def read(self, secret_id: str, version: str | int = "latest") -> SecretValue:
+        with self._reads_lock:
+            self.reads += 1
         response = self.client.access_secret_version(
             request={"name": f"{self.path(secret_id)}/versions/{version}"}
         )

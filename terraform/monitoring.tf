@@ -1,62 +1,146 @@
 # Log-based metrics read the structured lines every function writes (one JSON object per line,
-# fields in jsonPayload): `event="run_summary"` once per run with `provider`, `result` and the
-# run's counters; `event="needs_reauth"` when a person must act. Alert
-# policies watch those metrics; each names its runbook in docs/runbooks/.
+# fields in jsonPayload):
+#   event="run_summary"      once per scheduled run: provider, result, counters, duration_seconds,
+#                            secret_reads;
+#   event="webhook_request"  once per webhook request: provider, http_status, result;
+#   event="needs_reauth"     when a person must act.
+# Alert policies watch those metrics, one condition per rule across the integrations (each
+# condition is billed monthly), and name their runbooks in docs/runbooks/. docs/operations.md
+# says how each alert behaves, including on a brand-new deployment.
 
 locals {
   integrations = {
     bitrix24 = {
       title   = "Bitrix24"
       runbook = "docs/runbooks/reauthorise-bitrix24.md"
+      # The results a run reports when it ended well; anything else is not a success.
+      ok_results = ["refreshed", "skipped"]
+      # Which run summaries are the scheduled job's (Cegid's forced queries are not).
+      scope = ""
     }
     hubspot = {
-      title   = "HubSpot"
-      runbook = "docs/runbooks/reauthorise-hubspot.md"
+      title      = "HubSpot"
+      runbook    = "docs/runbooks/reauthorise-hubspot.md"
+      ok_results = ["completed"]
+      scope      = ""
     }
     graph = {
-      title   = "Microsoft Graph"
-      runbook = "docs/runbooks/graph-subscription-lost.md"
+      title      = "Microsoft Graph"
+      runbook    = "docs/runbooks/graph-subscription-lost.md"
+      ok_results = ["ok"]
+      scope      = ""
     }
     cegid = {
-      title   = "Cegid"
-      runbook = "docs/runbooks/cegid-sas-expired.md"
+      title      = "Cegid"
+      runbook    = "docs/runbooks/cegid-sas-expired.md"
+      ok_results = ["done"]
+      scope      = " AND jsonPayload.entry_point=\"cegid_transfer\""
     }
     universign = {
-      title   = "Universign"
-      runbook = "docs/runbooks/universign-signature-failures.md"
+      title      = "Universign"
+      runbook    = "docs/runbooks/universign-signature-failures.md"
+      ok_results = ["ok"]
+      scope      = " AND jsonPayload.entry_point=\"universign_poll\""
     }
   }
+
+  # Neither a success nor a failure: another run held the lock and does the work, or a HubSpot
+  # fan-out sent shards that report how it went.
+  neutral_results = ["busy", "lock_busy", "dispatched"]
 
   # Alerts exist only for the integrations deployed.
   monitored = { for name, integration in local.integrations : name => integration if local.deploy[name] }
 
   runbook_prefix = var.runbook_base_url == "" ? "" : "${trimsuffix(var.runbook_base_url, "/")}/"
+  runbook_index  = "${local.runbook_prefix}docs/runbooks/README.md"
   alert_channels = [for c in google_monitoring_notification_channel.email : c.id]
 
   # Functions log as Cloud Run revisions (gen2); the older type is kept for completeness.
   log_resource = "resource.type=(\"cloud_run_revision\" OR \"cloud_function\")"
 
-  # A run that went wrong: logged at ERROR, a failing result, or failed items in its counters.
-  run_failed_filter = join(" AND ", [
+  # Logging's query language binds OR tighter than AND: every group below is parenthesised.
+  job_run = join(" AND ", [
     local.log_resource,
     "jsonPayload.event=\"run_summary\"",
-    "(severity>=ERROR OR jsonPayload.result=(\"failed\" OR \"needs-reauth\" OR \"needs_reauth\" OR \"sas_invalid\" OR \"internal_error\" OR \"unavailable\") OR jsonPayload.failed>0)",
+    "(${join(" OR ", [for name, i in local.integrations : "(jsonPayload.provider=\"${name}\"${i.scope})"])})",
   ])
-  run_ok_filter = join(" AND ", [
+  ok_result = join(" OR ", [
+    for name, i in local.integrations :
+    "(jsonPayload.provider=\"${name}\" AND jsonPayload.result=(${join(" OR ", [for r in i.ok_results : "\"${r}\""])}))"
+  ])
+  # A success is a listed result, below ERROR, with no failed item in its counters.
+  succeeded = "((${local.ok_result}) AND severity<ERROR AND NOT jsonPayload.failed>0)"
+  neutral   = "jsonPayload.result=(${join(" OR ", [for r in local.neutral_results : "\"${r}\""])})"
+
+  run_filter        = local.job_run
+  run_ok_filter     = "${local.job_run} AND ${local.succeeded}"
+  run_failed_filter = "${local.job_run} AND NOT ${local.succeeded} AND NOT ${local.neutral}"
+
+  # Every deployed function with its time limit, by Cloud Run service name (a function's name).
+  functions = concat(
+    module.b24_token_refresh, module.hubspot_refresh, module.graph_webhook_notify,
+    module.graph_webhook_renew, module.cegid_transfer, module.cegid_queries,
+    module.universign_webhook, module.universign_poll,
+  )
+  slow_run = join(" OR ", [
+    for f in local.functions :
+    "(resource.labels.service_name=\"${f.function_name}\" AND jsonPayload.duration_seconds>${floor(f.timeout_seconds * var.monitoring_slow_run_fraction)})"
+  ])
+  many_secret_reads = join(" OR ", [
+    for name, limit in var.monitoring_secret_reads_max :
+    name == "hubspot"
+    ? "(jsonPayload.provider=\"hubspot\" AND jsonPayload.secret_reads_per_account>${limit})"
+    : "(jsonPayload.provider=\"${name}\" AND jsonPayload.secret_reads>${limit})"
+  ])
+  over_budget_filter = join(" AND ", [
     local.log_resource,
-    "jsonPayload.event=\"run_summary\"",
-    "severity<ERROR",
-    "NOT jsonPayload.result=(\"failed\" OR \"needs-reauth\" OR \"needs_reauth\" OR \"sas_invalid\" OR \"internal_error\" OR \"unavailable\")",
-    "NOT jsonPayload.failed>0",
+    "jsonPayload.event=(\"run_summary\" OR \"webhook_request\")",
+    "(${join(" OR ", compact([local.slow_run, local.many_secret_reads]))})",
   ])
+
+  # The functions Pub/Sub invokes; their request logs and request counts are Cloud Run's own.
+  scheduled_functions = concat(
+    module.b24_token_refresh[*].function_name, module.hubspot_refresh[*].function_name,
+    module.graph_webhook_renew[*].function_name, module.cegid_transfer[*].function_name,
+    module.cegid_queries[*].function_name, module.universign_poll[*].function_name,
+  )
+
   user_metric = "metric.type=\"logging.googleapis.com/user"
 }
 
 # --------------------------------------------------------------------------- metrics
 
+resource "google_logging_metric" "runs" {
+  name        = "keepalive_runs"
+  description = "Scheduled runs that reported how they ended, per integration and result."
+  filter      = local.run_filter
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "provider"
+      value_type  = "STRING"
+      description = "Integration: bitrix24, hubspot, graph, cegid, universign."
+    }
+    labels {
+      key         = "result"
+      value_type  = "STRING"
+      description = "The run's result field."
+    }
+  }
+  label_extractors = {
+    provider = "EXTRACT(jsonPayload.provider)"
+    result   = "EXTRACT(jsonPayload.result)"
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
 resource "google_logging_metric" "run_ok" {
   name        = "keepalive_run_ok"
-  description = "Runs that ended well (refreshed, fresh, renewed, transferred), per integration."
+  description = "Scheduled runs whose result is one its integration lists as a success, per integration."
   filter      = local.run_ok_filter
 
   metric_descriptor {
@@ -78,7 +162,7 @@ resource "google_logging_metric" "run_ok" {
 
 resource "google_logging_metric" "run_failed" {
   name        = "keepalive_run_failed"
-  description = "Runs that failed or had failed items, per integration and result."
+  description = "Scheduled runs that did not succeed (configuration errors included), per integration and result; runs that found another run at work are neither."
   filter      = local.run_failed_filter
 
   metric_descriptor {
@@ -93,7 +177,7 @@ resource "google_logging_metric" "run_failed" {
     labels {
       key         = "result"
       value_type  = "STRING"
-      description = "The run's result field (empty when the integration reports counters only)."
+      description = "The run's result field."
     }
   }
   label_extractors = {
@@ -127,6 +211,116 @@ resource "google_logging_metric" "needs_reauth" {
   label_extractors = {
     provider   = "EXTRACT(jsonPayload.provider)"
     error_code = "EXTRACT(jsonPayload.error_code)"
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
+resource "google_logging_metric" "duration" {
+  name            = "keepalive_run_duration_seconds"
+  description     = "How long each scheduled run and each webhook request took, per function."
+  filter          = "${local.log_resource} AND jsonPayload.event=(\"run_summary\" OR \"webhook_request\") AND jsonPayload.duration_seconds>=0"
+  value_extractor = "EXTRACT(jsonPayload.duration_seconds)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "s"
+    labels {
+      key         = "function"
+      value_type  = "STRING"
+      description = "The function (Cloud Run service) that wrote the line."
+    }
+  }
+  label_extractors = {
+    function = "EXTRACT(resource.labels.service_name)"
+  }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 2
+      scale              = 0.05
+    }
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
+resource "google_logging_metric" "secret_reads" {
+  name            = "keepalive_secret_reads"
+  description     = "Secret Manager reads (secret value accesses) per scheduled run, per integration."
+  filter          = "${local.job_run} AND jsonPayload.secret_reads>=0"
+  value_extractor = "EXTRACT(jsonPayload.secret_reads)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "1"
+    labels {
+      key         = "provider"
+      value_type  = "STRING"
+      description = "Integration."
+    }
+  }
+  label_extractors = {
+    provider = "EXTRACT(jsonPayload.provider)"
+  }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
+resource "google_logging_metric" "over_budget" {
+  name        = "keepalive_over_budget"
+  description = "Runs or requests that used more than monitoring_slow_run_fraction of their time limit, or read Secret Manager more than monitoring_secret_reads_max allows."
+  filter      = local.over_budget_filter
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "function"
+      value_type  = "STRING"
+      description = "The function (Cloud Run service) that wrote the line."
+    }
+  }
+  label_extractors = {
+    function = "EXTRACT(resource.labels.service_name)"
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
+resource "google_logging_metric" "webhook_rejected" {
+  name        = "keepalive_webhook_rejected"
+  description = "Webhook requests answered with an error status, per integration and reason (bad_signature, unauthorized, too_large, retry_later, ...)."
+  filter      = "${local.log_resource} AND jsonPayload.event=\"webhook_request\" AND jsonPayload.http_status>=400"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "provider"
+      value_type  = "STRING"
+      description = "Integration."
+    }
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "The request's result field."
+    }
+  }
+  label_extractors = {
+    provider = "EXTRACT(jsonPayload.provider)"
+    reason   = "EXTRACT(jsonPayload.result)"
   }
 
   depends_on = [time_sleep.apis_ready]
@@ -231,21 +425,6 @@ resource "google_logging_metric" "universign_status_changes" {
   depends_on = [time_sleep.apis_ready]
 }
 
-resource "google_logging_metric" "universign_rejected" {
-  count       = local.deploy.universign ? 1 : 0
-  name        = "keepalive_universign_webhook_rejected"
-  description = "Universign webhook calls refused for a bad token or signature."
-  filter      = "${local.log_resource} AND jsonPayload.event=\"run_summary\" AND jsonPayload.provider=\"universign\" AND jsonPayload.result=(\"bad_signature\" OR \"unauthorized\")"
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-  }
-
-  depends_on = [time_sleep.apis_ready]
-}
-
 # A new log-based metric is not usable in an alert condition for a while after it is created
 # ("metric ... not found"); the policies wait for it. The wait starts again when the set of
 # metrics changes, so a metric added later is waited for too.
@@ -253,214 +432,12 @@ resource "time_sleep" "log_metrics_visible" {
   create_duration = "${var.log_metric_propagation_seconds}s"
   triggers = {
     metrics = join(",", sort(compact(concat(
-      [google_logging_metric.run_ok.name, google_logging_metric.run_failed.name, google_logging_metric.needs_reauth.name],
+      [
+        google_logging_metric.runs.name, google_logging_metric.run_ok.name,
+        google_logging_metric.run_failed.name, google_logging_metric.needs_reauth.name,
+        google_logging_metric.over_budget.name, google_logging_metric.webhook_rejected.name,
+      ],
       google_logging_metric.graph_expiring[*].name,
-      google_logging_metric.cegid_failures[*].name,
-      google_logging_metric.universign_rejected[*].name,
     ))))
   }
-}
-
-# --------------------------------------------------------------------------- channel
-
-resource "google_monitoring_notification_channel" "email" {
-  count        = var.alert_email == "" ? 0 : 1
-  display_name = "Integration keep-alive alerts"
-  type         = "email"
-  labels = {
-    email_address = var.alert_email
-  }
-
-  depends_on = [time_sleep.apis_ready]
-}
-
-# --------------------------------------------------------------------------- alerts
-
-resource "google_monitoring_alert_policy" "needs_reauth" {
-  for_each              = local.monitored
-  display_name          = "${each.value.title}: a person must act"
-  combiner              = "OR"
-  severity              = "CRITICAL"
-  notification_channels = local.alert_channels
-
-  conditions {
-    display_name = "${each.value.title} logged needs_reauth"
-    condition_threshold {
-      filter          = "${local.user_metric}/${google_logging_metric.needs_reauth.name}\" AND resource.type=\"cloud_run_revision\" AND metric.label.provider=\"${each.key}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.provider", "metric.label.error_code"]
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "86400s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = <<-EOT
-      ${each.value.title} refused a credential and will not retry on its own: a person must act.
-      The log line with `jsonPayload.event="needs_reauth"` names the error code and the secret to update.
-
-      Runbook: ${local.runbook_prefix}${each.value.runbook}
-      Status: `python -m cli status`
-    EOT
-  }
-
-  depends_on = [time_sleep.log_metrics_visible]
-}
-
-resource "google_monitoring_alert_policy" "no_success" {
-  for_each              = local.monitored
-  display_name          = "${each.value.title}: no successful run in two schedule intervals"
-  combiner              = "OR"
-  severity              = "ERROR"
-  notification_channels = local.alert_channels
-
-  conditions {
-    display_name = "No successful ${each.value.title} run"
-    condition_absent {
-      filter   = "${local.user_metric}/${google_logging_metric.run_ok.name}\" AND resource.type=\"cloud_run_revision\" AND metric.label.provider=\"${each.key}\""
-      duration = "${min(2 * lookup(var.monitoring_run_interval_minutes, each.key, 60), 1410) * 60}s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.provider"]
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "86400s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = <<-EOT
-      No ${each.value.title} run ended well for two schedule intervals: the job is paused, the
-      function fails before it logs, or every run fails. Check `python -m cli status`, then the
-      function's logs (filter: `jsonPayload.provider="${each.key}"`).
-
-      Runbook: ${local.runbook_prefix}${each.value.runbook}
-    EOT
-  }
-}
-
-# Alerts that fire when a counting metric goes above a threshold within a window.
-locals {
-  metric_alerts = {
-    graph_expiring = {
-      integration  = "graph"
-      display_name = "Microsoft Graph: a subscription expires within ${var.graph_expiry_alert_minutes / 60} hours"
-      condition    = "Graph subscription close to expiry"
-      severity     = "ERROR"
-      metric       = local.deploy.graph ? google_logging_metric.graph_expiring[0].name : null
-      threshold    = 0
-      window       = "300s"
-      runbook      = "docs/runbooks/graph-subscription-lost.md"
-      summary      = <<-EOT
-        A renewal run left a Microsoft Graph subscription expiring within
-        ${var.graph_expiry_alert_minutes} minutes: renewals are failing. Once it expires, Graph
-        stops sending notifications and the subscription must be created again.
-      EOT
-    }
-    cegid_failures = {
-      integration  = "cegid"
-      display_name = "Cegid: transfer failures"
-      condition    = "Cegid files or runs failed"
-      severity     = "ERROR"
-      metric       = local.deploy.cegid ? google_logging_metric.cegid_failures[0].name : null
-      threshold    = 0
-      window       = "300s"
-      runbook      = "docs/runbooks/cegid-sas-expired.md"
-      summary      = <<-EOT
-        Cegid files failed to copy, or a transfer run failed (an expired SAS URL shows as
-        result `sas_invalid`). Files that failed are retried by the next run.
-      EOT
-    }
-    universign_rejected = {
-      integration  = "universign"
-      display_name = "Universign: webhook calls failing signature checks"
-      condition    = "Universign webhooks rejected"
-      severity     = "WARNING"
-      metric       = local.deploy.universign ? google_logging_metric.universign_rejected[0].name : null
-      threshold    = var.universign_signature_failure_threshold
-      window       = "900s"
-      runbook      = "docs/runbooks/universign-signature-failures.md"
-      summary      = <<-EOT
-        More than ${var.universign_signature_failure_threshold} Universign webhook calls in 15
-        minutes failed the token or signature check. Status changes still arrive through the
-        poll, later.
-      EOT
-    }
-  }
-
-  depends_on = [time_sleep.log_metrics_visible]
-}
-
-resource "google_monitoring_alert_policy" "metric_above" {
-  for_each              = { for key, alert in local.metric_alerts : key => alert if local.deploy[alert.integration] }
-  display_name          = each.value.display_name
-  combiner              = "OR"
-  severity              = each.value.severity
-  notification_channels = local.alert_channels
-
-  conditions {
-    display_name = each.value.condition
-    condition_threshold {
-      filter          = "${local.user_metric}/${each.value.metric}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = each.value.threshold
-      duration        = "0s"
-      aggregations {
-        alignment_period     = each.value.window
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "86400s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "${each.value.summary}\nRunbook: ${local.runbook_prefix}${each.value.runbook}\n"
-  }
-
-  depends_on = [time_sleep.log_metrics_visible]
-}
-
-# These alerts were separate resources before; existing deployments keep them, not recreate.
-moved {
-  from = google_monitoring_alert_policy.graph_expiring
-  to   = google_monitoring_alert_policy.metric_above["graph_expiring"]
-}
-
-moved {
-  from = google_monitoring_alert_policy.cegid_failures
-  to   = google_monitoring_alert_policy.metric_above["cegid_failures"]
-}
-
-moved {
-  from = google_monitoring_alert_policy.universign_rejected
-  to   = google_monitoring_alert_policy.metric_above["universign_rejected"]
 }

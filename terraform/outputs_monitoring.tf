@@ -2,14 +2,26 @@ output "log_metrics" {
   description = "Log-based metrics (logging.googleapis.com/user/<name>) built from the functions' summary lines."
   value = sort(concat(
     [
+      google_logging_metric.runs.name,
       google_logging_metric.run_ok.name,
       google_logging_metric.run_failed.name,
       google_logging_metric.needs_reauth.name,
+      google_logging_metric.duration.name,
+      google_logging_metric.secret_reads.name,
+      google_logging_metric.over_budget.name,
+      google_logging_metric.webhook_rejected.name,
     ],
-    local.deploy.graph ? [google_logging_metric.graph_earliest_expiry[0].name, google_logging_metric.graph_expiring[0].name] : [],
-    local.deploy.cegid ? [google_logging_metric.cegid_bytes[0].name, google_logging_metric.cegid_failures[0].name] : [],
-    local.deploy.universign ? [google_logging_metric.universign_status_changes[0].name, google_logging_metric.universign_rejected[0].name] : [],
+    google_logging_metric.graph_earliest_expiry[*].name,
+    google_logging_metric.graph_expiring[*].name,
+    google_logging_metric.cegid_bytes[*].name,
+    google_logging_metric.cegid_failures[*].name,
+    google_logging_metric.universign_status_changes[*].name,
   ))
+}
+
+output "dashboard" {
+  description = "The Cloud Monitoring dashboard (Monitoring > Dashboards > Integration keep-alive)."
+  value       = try(google_monitoring_dashboard.keepalive[0].id, null)
 }
 
 output "alert_notification_channel" {

@@ -233,6 +233,17 @@ module "universign_webhook" {
   ]
 }
 
+# With the URL token on, Universign calls .../universign-webhook?token=SECRET and Cloud Run
+# would write that URL into every request log (httpRequest.requestUrl), readable by anyone who
+# can read logs. The service's request logs are dropped instead; the function's own
+# webhook_request line keeps each request's status, reason and duration, without the URL.
+resource "google_logging_project_exclusion" "universign_request_urls" {
+  count       = local.deploy.universign && var.universign_webhook_token_enabled ? 1 : 0
+  name        = "keepalive-universign-webhook-request-urls"
+  description = "Cloud Run request logs of universign-webhook carry its ?token= URL secret."
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${module.universign_webhook[0].function_name}\" AND logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Frequests\""
+}
+
 module "universign_poll" {
   count  = local.deploy.universign ? 1 : 0
   source = "./modules/function"

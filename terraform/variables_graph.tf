@@ -1,7 +1,7 @@
 variable "graph_schedule" {
   type        = string
-  description = "Cron schedule of graph-webhook-renew-job (the original service checked daily at 09:00)."
-  default     = "0 9 * * *"
+  description = "Cron schedule of graph-webhook-renew-job. Hourly by default (09:00, the original service's daily check, is one of the runs): a run only renews what is due, and an hourly run lets \"no successful run\" alert within two hours without a false alert between daily runs. Keep monitoring_run_interval_minutes.graph in step."
+  default     = "0 * * * *"
 }
 
 variable "graph_time_zone" {

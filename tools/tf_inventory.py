@@ -110,6 +110,25 @@ def function_entry(module_address: str, resource: Json, archive: dict[str, str])
     }
 
 
+def condition(block: Json) -> Json:
+    """An alert condition: its kind (threshold, absent, ...), filters and aggregations."""
+    for kind in ("condition_threshold", "condition_absent"):
+        body = first(block.get(kind))
+        if body:
+            aggregation = first(body.get("aggregations"))
+            return {
+                "display_name": block.get("display_name"),
+                "kind": kind.removeprefix("condition_"),
+                "filter": body.get("filter"),
+                "denominator_filter": body.get("denominator_filter") or None,
+                "duration": body.get("duration"),
+                "threshold": body.get("threshold_value"),
+                "alignment_period": aggregation.get("alignment_period"),
+                "group_by": aggregation.get("group_by_fields") or [],
+            }
+    return {"display_name": block.get("display_name"), "kind": "other"}
+
+
 def inventory(plan: Json, state: Json | None = None, functions_dir: Path | None = None) -> Json:
     values = state["values"] if state is not None else plan["planned_values"]
     config = plan["configuration"]["root_module"]
@@ -126,6 +145,8 @@ def inventory(plan: Json, state: Json | None = None, functions_dir: Path | None 
         "log_metrics": [],
         "alert_policies": [],
         "notification_channels": [],
+        "log_exclusions": [],
+        "dashboards": [],
         "outputs": sorted(config.get("outputs", {})),
         "output_values": {
             name: output_values.get(name, {}).get("value")
@@ -222,7 +243,16 @@ def inventory(plan: Json, state: Json | None = None, functions_dir: Path | None 
                     "display_name": v.get("display_name"),
                     "documentation": first(v.get("documentation")).get("content"),
                     "notification_channels": v.get("notification_channels"),
+                    "conditions": [condition(c) for c in v.get("conditions") or []],
                 }
+            )
+        elif rtype == "google_logging_project_exclusion":
+            result["log_exclusions"].append(
+                {"address": address, "name": v.get("name"), "filter": v.get("filter")}
+            )
+        elif rtype == "google_monitoring_dashboard":
+            result["dashboards"].append(
+                {"address": address, "dashboard": json.loads(v.get("dashboard_json") or "{}")}
             )
         elif rtype == "google_monitoring_notification_channel":
             result["notification_channels"].append({"address": address, "type": v.get("type")})

@@ -52,8 +52,15 @@ def judge(
 
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # refreshed | skipped | needs-reauth
+    result: str  # refreshed | skipped | needs-reauth | failed | busy (another run holds the lock)
     reason: str
     expires_at: datetime | None = None
     refresh_token_version: int | None = None
     access_token_version: int | None = None
+
+
+def not_called(reason: str, expires_at: datetime | None) -> Outcome:
+    """How a run that does not call Bitrix24 ends. A skip is a success in monitoring (the
+    token is fresh, or a forced request was already served); waiting for a person to
+    re-authorise is not, so it keeps reporting ``needs-reauth`` until someone acts."""
+    return Outcome("needs-reauth" if reason == "needs-reauth" else "skipped", reason, expires_at)

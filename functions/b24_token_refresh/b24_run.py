@@ -7,15 +7,14 @@ refresh token: the refresh happens under a lease lock, after the status was read
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from b24_api import call_bitrix24
 from b24_persist import record_failure, store_tokens
-from b24_plan import Outcome, judge
+from b24_plan import Outcome, judge, not_called
 
-from shared import clock, logs
+from shared import clock, logs, runtime
 from shared.errors import ProviderError
 from shared.lock import LeaseLock, LockBusy
 from shared.runtime import lock_wait
@@ -35,14 +34,17 @@ def run(
     requested_at: datetime | None,
     deadline: float,
 ) -> Outcome:
-    started = time.monotonic()
+    meter = runtime.Meter(lambda: clients.store.reads)
     try:
         outcome = _decide_and_refresh(settings, clients, force, requested_at, deadline)
-    except (ProviderError, LockBusy) as error:
-        code = error.code if isinstance(error, ProviderError) else "lock_busy"
-        report(settings, Outcome("failed", code), time.monotonic() - started)
+    except LockBusy:
+        # Another run holds the lock and does the refresh: neither a success nor a failure.
+        report(settings, Outcome("busy", "lock_busy"), meter)
         raise
-    report(settings, outcome, time.monotonic() - started)
+    except ProviderError as error:
+        report(settings, Outcome("failed", error.code), meter)
+        raise
+    report(settings, outcome, meter)
     return outcome
 
 
@@ -76,7 +78,7 @@ def _decide_and_refresh(
 
     refresh, reason, status, _ = due()
     if not refresh:
-        return Outcome("skipped", reason, status.expires_at)
+        return not_called(reason, status.expires_at)
 
     # 3. Lock, then re-read: a run that held the lock before us may have done the work.
     lock = LeaseLock(
@@ -86,7 +88,7 @@ def _decide_and_refresh(
         with lock.held(lock_wait(settings.lock_wait_seconds, deadline)):
             refresh, reason, status, rt_version = due()
             if not refresh:
-                return Outcome("skipped", reason, status.expires_at)
+                return not_called(reason, status.expires_at)
             return _refresh(settings, clients, status, rt_version, reason, deadline)
     except LockBusy:
         # Raising makes Pub/Sub deliver again later; by then the holder has finished.
@@ -126,7 +128,7 @@ def _refresh(
 # 6. Report -----------------------------------------------------------------------------
 
 
-def report(settings: Settings, outcome: Outcome, seconds: float) -> None:
+def report(settings: Settings, outcome: Outcome, meter: runtime.Meter) -> None:
     expires = clock.format_time(outcome.expires_at) if outcome.expires_at else None
     remaining = (
         int((outcome.expires_at - clock.now()).total_seconds() // 60)
@@ -147,6 +149,7 @@ def report(settings: Settings, outcome: Outcome, seconds: float) -> None:
             expires_in_minutes=remaining,
             refresh_token_version=outcome.refresh_token_version,
             access_token_version=outcome.access_token_version,
-            duration_seconds=round(seconds, 3),
+            duration_seconds=round(meter.seconds, 3),
+            secret_reads=meter.secret_reads,
         ),
     )

@@ -71,6 +71,7 @@ def report_force(
             forced=len(done),
             forced_names=done[:50],
             failed=len(failed),
-            seconds=round(time.monotonic() - started, 3),
+            entry_point="cegid_queries",
+            duration_seconds=round(time.monotonic() - started, 3),
         ),
     )

@@ -13,11 +13,10 @@ from cegid_api import CegidApi, read_credentials
 from cegid_copy import Destination, clean_staging, list_source, open_container, transfer_one
 from cegid_plan import SasError, Summary, check_sas, fits_in_run, run_id, sas_advice
 
-from shared import clock, logs
+from shared import clock, logs, runtime
 from shared.errors import TerminalError
 from shared.lock import LeaseLock, LockBusy
 from shared.redact import register
-from shared.runtime import lock_wait
 from shared.secrets import read_required
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ log = logging.getLogger("cegid_transfer")  # the function's logger: see main.log
 
 
 def run(settings: Settings, clients: Clients, *, deadline: float) -> Summary:
-    started = time.monotonic()
+    meter = runtime.Meter(lambda: clients.store.reads)
     summary = Summary()
     try:
         _transfer(settings, clients, summary, deadline)
@@ -55,9 +54,9 @@ def run(settings: Settings, clients: Clients, *, deadline: float) -> Summary:
         log.warning("another transfer run holds the lock; it does the work")
     except BaseException:
         summary.result = "failed"
-        report(summary, time.monotonic() - started)
+        report(summary, meter)
         raise  # transient (listing, token, SAS endpoint): Pub/Sub delivers again
-    report(summary, time.monotonic() - started)
+    report(summary, meter)
     return summary
 
 
@@ -90,7 +89,7 @@ def _transfer(settings: Settings, clients: Clients, summary: Summary, deadline: 
         config=settings.copy,
     )
     lock = LeaseLock(clients.state_bucket, "cegid-transfer", lease=settings.lock_lease)
-    with lock.held(lock_wait(settings.lock_wait_seconds, deadline)):
+    with lock.held(runtime.lock_wait(settings.lock_wait_seconds, deadline)):
         cleared = clean_staging(clients.bucket, settings.staging_prefix)
         if cleared:
             log.info("removed %d staging objects left by an interrupted run", cleared)
@@ -125,14 +124,14 @@ def _transfer(settings: Settings, clients: Clients, summary: Summary, deadline: 
 # 5. Report -----------------------------------------------------------------------------
 
 
-def report(summary: Summary, seconds: float) -> None:
+def report(summary: Summary, meter: runtime.Meter) -> None:
     log.info(
         "Cegid transfer %s: %d files (%d bytes) in %.1fs, %d already present, %d failed, "
         "%d left for the next run",
         summary.result,
         summary.files,
         summary.bytes,
-        seconds,
+        meter.seconds,
         summary.already_present,
         summary.failed,
         summary.deferred,
@@ -143,7 +142,9 @@ def report(summary: Summary, seconds: float) -> None:
             listed=summary.listed,
             files=summary.files,
             bytes=summary.bytes,
-            seconds=round(seconds, 3),
+            entry_point="cegid_transfer",
+            duration_seconds=round(meter.seconds, 3),
+            secret_reads=meter.secret_reads,
             already_present=summary.already_present,
             failed=summary.failed,
             deferred=summary.deferred,

@@ -10,16 +10,14 @@ transient failure is raised at the end so Pub/Sub delivers the trigger again.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from graph_plan import Desired, RenewRequest, Step, Subscription, plan, requested_expiry
 
-from shared import clock, logs
+from shared import clock, logs, runtime
 from shared.errors import SECRET_MISSING, ProviderError, TransientError
-from shared.runtime import lock_wait
 
 if TYPE_CHECKING:
     # Types only: main reads the environment when imported, and graph_api imports requests.
@@ -54,7 +52,7 @@ class Tally:
 def reconcile(
     settings: Settings, clients: Clients, request: RenewRequest, *, deadline: float
 ) -> Tally:
-    started = time.monotonic()
+    meter = runtime.Meter(clients.secret_reads)
     tally = Tally()
     if not settings.notification_url or not settings.desired:
         missing = "GRAPH_SUBSCRIPTIONS or GRAPH_USER_ID"
@@ -65,7 +63,7 @@ def reconcile(
             missing,
             extra=logs.fields(event="config_error", provider="graph", missing=missing),
         )
-        report(settings, tally, request.reason, time.monotonic() - started, "config_error")
+        report(settings, tally, request.reason, meter, "config_error")
         return tally
     # Overlapping runs (a lifecycle event during the daily run, a redelivery) would each see
     # a subscription missing and each create it: one run at a time, re-listing after the lock.
@@ -81,15 +79,17 @@ def reconcile(
         if settings.state_bucket
         else None
     )
-    if lock is not None and not lock.acquire(lock_wait(settings.lock_wait_seconds, deadline)):
-        report(settings, tally, request.reason, time.monotonic() - started, "lock_busy")
+    if lock is not None and not lock.acquire(
+        runtime.lock_wait(settings.lock_wait_seconds, deadline)
+    ):
+        report(settings, tally, request.reason, meter, "lock_busy")
         raise TransientError("another reconciler run holds the lock", code="lock_busy")
     try:
         _reconcile_locked(settings, clients, request, tally, deadline)
     finally:
         if lock is not None:
             lock.release()
-    report(settings, tally, request.reason, time.monotonic() - started)
+    report(settings, tally, request.reason, meter)
     transient = [e for e in tally.errors if not e.terminal]
     if transient:
         # Pub/Sub delivers the trigger again; what succeeded is simply unchanged next time.
@@ -255,7 +255,7 @@ def _log_failure(desired: Desired | None, error: ProviderError) -> None:
 
 
 def report(
-    settings: Settings, tally: Tally, reason: str, seconds: float, result: str | None = None
+    settings: Settings, tally: Tally, reason: str, meter: runtime.Meter, result: str | None = None
 ) -> None:
     earliest = tally.earliest_expiry
     result = result or ("failed" if tally.failed else "ok")
@@ -288,6 +288,7 @@ def report(
             earliest_expiry_in_minutes=(
                 int((earliest - clock.now()).total_seconds() // 60) if earliest else None
             ),
-            duration_seconds=round(seconds, 3),
+            duration_seconds=round(meter.seconds, 3),
+            secret_reads=meter.secret_reads,
         ),
     )

@@ -138,6 +138,11 @@ class Clients:
     def store(self) -> SecretStore:
         return self._store.get()
 
+    def secret_reads(self) -> int:
+        """Secret values read so far on this instance (0 before the store is first used)."""
+        store = self._store.built()
+        return store.reads if store is not None else 0
+
     @property
     def publisher(self) -> PublisherClient:
         return self._publisher.get()

@@ -127,6 +127,30 @@ class RunSummary:
         self.counts[result] += 1
 
 
+def run_result(summary: RunSummary, *, error: str | None) -> str:
+    """How a run (or a fan-out) ended, as monitoring counts it.
+
+    ``completed`` (a success) needs at least one account that is refreshed or still fresh, or
+    only accounts another run or the next run handles (busy, deferred). A run where every
+    account it looked at waits for a person or fails is ``unhealthy``, and one that found no
+    enabled account is ``no_accounts``: monitoring must not count either as a success, or an
+    integration whose every account is refused would look healthy after the first alert.
+    A fan-out that sent shards is ``dispatched``: the shards report how it went.
+    """
+    n = summary.counts
+    if error:
+        return "failed"
+    if summary.mode == "fan_out" and n["dispatched"]:
+        return "dispatched"
+    if n[REFRESHED] + n[FRESH]:
+        return "completed"
+    if n[FAILED] + n[NEEDS_REAUTH] + n[BACKOFF]:
+        return "unhealthy"
+    if n[BUSY] + n[DEFERRED]:
+        return "completed"
+    return "no_accounts"
+
+
 def client_secret_ids(settings: PlanSettings, account: Account) -> tuple[str, str]:
     return (
         account.client_id_secret or settings.client_id_secret,

@@ -17,16 +17,17 @@ from hubspot_plan import (
     REFRESHED,
     UNKNOWN,
     RunSummary,
+    run_result,
 )
 
-from shared import logs
+from shared import logs, runtime
 
 log = logging.getLogger("hubspot_refresh")  # the function's logger: see main.log
 
 
 def report(
     summary: RunSummary,
-    seconds: float,
+    meter: runtime.Meter,
     *,
     seen: int,
     shard: str | None = None,
@@ -37,8 +38,8 @@ def report(
         "event": "run_summary",
         "provider": "hubspot",
         "mode": summary.mode,
-        # "failed" only when the run itself failed; account failures are in the counters.
-        "result": "failed" if error else "completed",
+        # "failed" when the run itself failed; see hubspot_plan.run_result for the others.
+        "result": run_result(summary, error=error),
         "accounts_seen": seen,
         "refreshed": n[REFRESHED],
         "skipped_fresh": n[FRESH],
@@ -49,7 +50,11 @@ def report(
         "busy": n[BUSY],
         "deferred": n[DEFERRED],
         "unknown_requested": n[UNKNOWN],
-        "duration_seconds": round(seconds, 3),
+        "duration_seconds": round(meter.seconds, 3),
+        "secret_reads": meter.secret_reads,
+        # Per account the run looked at: what "reads too often" is measured by, since a run's
+        # reads grow with its accounts.
+        "secret_reads_per_account": round(meter.secret_reads / max(1, seen), 2),
     }
     if summary.mode == "fan_out":
         values.update(shards=summary.shards, dispatched=n["dispatched"])

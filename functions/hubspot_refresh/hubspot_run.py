@@ -15,7 +15,7 @@ from hubspot_plan import DEFERRED, FAILED, RunRequest, RunSummary, plan, select
 from hubspot_refresh_account import ClientCredentials, refresh_account
 from hubspot_report import report
 
-from shared import logs
+from shared import logs, runtime
 from shared.redact import redact
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def run(
     requested_at: datetime | None,
     deadline: float,
 ) -> RunSummary:
-    started = time.monotonic()
+    meter = runtime.Meter(lambda: clients.store.reads)
     mode = "shard" if request.shard else ("forced" if request.force else "scheduled")
     summary = RunSummary(mode)
     try:
@@ -42,7 +42,7 @@ def run(
     except Exception:
         # Without the account list nothing can be decided: Pub/Sub delivers again.
         log.exception("could not list HubSpot accounts; Pub/Sub will deliver the run again")
-        report(summary, time.monotonic() - started, seen=0, error="discovery_failed")
+        report(summary, meter, seen=0, error="discovery_failed")
         raise
 
     # 4. Refresh the due accounts, a bounded number at a time ------------------------------
@@ -76,5 +76,5 @@ def run(
             summary.counts[DEFERRED],
             settings.run_seconds,
         )
-    report(summary, time.monotonic() - started, seen=len(accounts), shard=request.shard)
+    report(summary, meter, seen=len(accounts), shard=request.shard)
     return summary

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from hubspot_plan import RunRequest, RunSummary, plan, select
 from hubspot_refresh_account import ClientCredentials
 from hubspot_report import report
 
-from shared import clock
+from shared import clock, runtime
 
 if TYPE_CHECKING:
     from main import Clients, Settings  # types only: main imports this module
@@ -37,7 +36,7 @@ def fan_out(
     Each shard is one message; this same function consumes it and refreshes those accounts
     (under their locks, with the re-read), so a redelivered trigger only costs a re-plan.
     """
-    started = time.monotonic()
+    meter = runtime.Meter(lambda: clients.store.reads)
     summary = RunSummary("fan_out")
     try:
         accounts = select(discover(clients.store), request, summary)
@@ -63,11 +62,11 @@ def fan_out(
             send(json.dumps(payload).encode("utf-8"))
     except Exception:
         log.exception("could not plan or publish the HubSpot shards; Pub/Sub delivers again")
-        report(summary, time.monotonic() - started, seen=0, error="fan_out_failed")
+        report(summary, meter, seen=0, error="fan_out_failed")
         raise
     summary.shards = len(chunks)
     summary.counts["dispatched"] = len(due)
-    report(summary, time.monotonic() - started, seen=len(accounts))
+    report(summary, meter, seen=len(accounts))
     return summary
 
 

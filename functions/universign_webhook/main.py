@@ -21,9 +21,11 @@ below names the module that does it.
      ``universign-status-changes``; on SIGNE the signed documents are archived, each object
      created at most once (universign_archive). What to publish and archive, and the polling
      index, are universign_plan's decisions; universign_sync carries them out.
-  5. Report: one ``run_summary`` line, written here. A failure we can recover from answers 503
-     and releases the event claim, so Universign's next retry (1 min, 5 min, 30 min, 2 h, ...)
-     is processed; a refused API key also logs ``needs_reauth`` (universign_alerts).
+  5. Report: one ``webhook_request`` line (status, result, duration), written here; a request
+     is not a run, so it never counts as one in the metrics. A failure we can recover from
+     answers 503 and releases the event claim, so Universign's next retry (1 min, 5 min,
+     30 min, 2 h, ...) is processed; a refused API key also logs ``needs_reauth``
+     (universign_alerts).
 
 ``universign_poll`` (Pub/Sub ``universign-poll-trigger``, every 5 minutes), universign_poll
 (the module): due final re-checks first (one more look an hour after a transaction became
@@ -218,7 +220,8 @@ def universign_webhook(request: flask.Request) -> flask.Response:
         reply.result,
         reply.detail,
         extra=logs.fields(
-            event="run_summary",
+            # A request, not a run: it never counts as a successful run of the integration.
+            event="webhook_request",
             provider="universign",
             entry_point="universign_webhook",
             http_status=reply.status,

@@ -29,7 +29,7 @@ from universign_state import (
 )
 from universign_sync import sync_transaction
 
-from shared import clock, logs
+from shared import clock, logs, runtime
 from shared.errors import ProviderError, TerminalError
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def select_work(settings: Settings, clients: Clients) -> list[tuple[str, str]]:
 
 def run_poll(settings: Settings, clients: Clients, *, deadline: float) -> RunSummary:
     log = logging.getLogger(settings.entry_point)
-    started = time.monotonic()
+    meter = runtime.Meter(lambda: clients.secrets.reads)
     summary = RunSummary()
     work = select_work(settings, clients)
     summary.selected = len(work)
@@ -127,7 +127,7 @@ def run_poll(settings: Settings, clients: Clients, *, deadline: float) -> RunSum
                 break
     if last_pending is not None:
         clients.state.write_cursor(last_pending)
-    report_poll(settings, summary, time.monotonic() - started)
+    report_poll(settings, summary, meter)
     return summary
 
 
@@ -172,7 +172,7 @@ def _poll_one(
     summary.archived_documents += result.archived
 
 
-def report_poll(settings: Settings, summary: RunSummary, seconds: float) -> None:
+def report_poll(settings: Settings, summary: RunSummary, meter: runtime.Meter) -> None:
     log = logging.getLogger(settings.entry_point)
     log.info(
         "Universign poll: %d selected, %d synced, %d re-checked, %d status change(s), %d failed",
@@ -185,6 +185,9 @@ def report_poll(settings: Settings, summary: RunSummary, seconds: float) -> None
             event="run_summary",
             provider="universign",
             entry_point="universign_poll",
+            # A poll succeeded when no transaction failed; stopping at the deadline is not a
+            # failure (the rest waits for the next run, and slow runs have their own alert).
+            result="failed" if summary.failed else "ok",
             selected=summary.selected,
             synced=summary.synced,
             rechecked=summary.rechecked,
@@ -196,6 +199,7 @@ def report_poll(settings: Settings, summary: RunSummary, seconds: float) -> None
             repaired=summary.repaired,
             failed=summary.failed,
             stopped=summary.stopped,
-            duration_seconds=round(seconds, 3),
+            duration_seconds=round(meter.seconds, 3),
+            secret_reads=meter.secret_reads,
         ),
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from b24_plan import Outcome, judge, parse_request
+from b24_plan import Outcome, judge, not_called, parse_request
 
 from shared import events
 from shared.status import CredentialStatus
@@ -105,3 +105,16 @@ def test_outcome_defaults_to_no_versions_and_no_expiry() -> None:
         None,
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("reason", "result"),
+    [
+        ("fresh", "skipped"),
+        ("already refreshed since the request", "skipped"),
+        ("needs-reauth", "needs-reauth"),
+    ],
+)
+def test_a_run_waiting_for_a_person_is_not_a_skip(reason: str, result: str) -> None:
+    """Monitoring counts "skipped" as a success: waiting for re-authorisation must not be one."""
+    assert not_called(reason, None).result == result

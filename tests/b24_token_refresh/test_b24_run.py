@@ -12,6 +12,7 @@ from typing import Any
 
 import b24_run
 import pytest
+from alerting import ONE_RUN, ONE_RUN_FAILED, alerts, feeds
 from b24_plan import Outcome
 
 from devtools.fakes.bitrix24 import TOKEN_ROUTE
@@ -26,6 +27,9 @@ def main(b24: B24, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("LOCK_WAIT_SECONDS", "0")
     monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "2")
     return boot()
+
+
+ENTRY = "b24_token_refresh"
 
 
 def run(main: ModuleType, *, force: bool = False) -> Outcome:
@@ -55,11 +59,22 @@ def test_refresh_then_skip_while_fresh(b24: B24, main: ModuleType, capsys) -> No
     assert first.expires_at is not None and second.expires_at is not None
     assert abs(first.expires_at - second.expires_at) < timedelta(seconds=1)
     assert b24.fake.refreshes == 1
-    reported = summaries(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    reported = summaries(out)
     assert [(s["result"], s["reason"]) for s in reported] == [
         ("refreshed", "expiry unknown"),
         ("skipped", "fresh"),
     ]
+    # Client id, client secret and refresh token when it refreshes; no value when it skips.
+    assert [s["secret_reads"] for s in reported] == [3, 0]
+    # Both are successful runs in monitoring, and feed no alert but the absence one.
+    assert feeds(out, entry_point=ENTRY) == {
+        "keepalive_run_duration_seconds": 2,
+        "keepalive_run_ok": 2,
+        "keepalive_runs": 2,
+        "keepalive_secret_reads": 2,
+    }
+    assert alerts(out, entry_point=ENTRY) == {'no_success["60"]'}
     assert reported[0]["refresh_token_version"] == first.refresh_token_version
     assert 59 <= reported[0]["expires_in_minutes"] <= 60
 
@@ -72,8 +87,12 @@ def test_a_held_lock_is_raised_and_reported(b24: B24, main: ModuleType, capsys) 
     with lock.held(0), pytest.raises(LockBusy):
         run(main)
     assert b24.fake.count(TOKEN_ROUTE) == 0
-    (summary,) = summaries(capsys.readouterr().out)
-    assert (summary["result"], summary["reason"]) == ("failed", "lock_busy")
+    out = capsys.readouterr().out
+    (summary,) = summaries(out)
+    assert (summary["result"], summary["reason"]) == ("busy", "lock_busy")
+    # Another run does the work: neither a success nor a failure.
+    assert feeds(out, entry_point=ENTRY) == ONE_RUN
+    assert alerts(out, entry_point=ENTRY) == set()
 
 
 def test_a_transient_provider_failure_is_raised_and_reported(
@@ -83,13 +102,25 @@ def test_a_transient_provider_failure_is_raised_and_reported(
     with pytest.raises(TransientError):
         run(main)
     assert b24.store.read(b24.refresh_secret).value == b24.initial_refresh_token
-    (summary,) = summaries(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    (summary,) = summaries(out)
     assert (summary["result"], summary["reason"]) == ("failed", "http_503")
     assert b24.status().failure_count == 1
+    assert feeds(out, entry_point=ENTRY) == ONE_RUN_FAILED
+    assert alerts(out, entry_point=ENTRY) == {"failing[0]"}
 
 
-def test_a_refusal_is_an_outcome_not_an_exception(b24: B24, main: ModuleType) -> None:
+def test_a_refusal_is_an_outcome_not_an_exception(b24: B24, main: ModuleType, capsys) -> None:
     b24.fake.mode = "invalid_client"
     assert run(main) == Outcome("needs-reauth", "invalid_client")
-    assert run(main, force=True) == Outcome("skipped", "needs-reauth")
+    refused = capsys.readouterr().out
+    assert run(main, force=True) == Outcome("needs-reauth", "needs-reauth")
+    waiting = capsys.readouterr().out
     assert b24.fake.count(TOKEN_ROUTE) == 1
+    # The refusal is a failed run and a person-must-act line.
+    assert feeds(refused, entry_point=ENTRY) == {**ONE_RUN_FAILED, "keepalive_needs_reauth": 1}
+    assert alerts(refused, entry_point=ENTRY) == {"needs_reauth[0]", "failing[0]"}
+    # Every run after it, until someone re-authorises, is a failed run too (no Bitrix24 call,
+    # no secret value read): the integration never looks healthy while it waits for a person.
+    assert feeds(waiting, entry_point=ENTRY) == ONE_RUN_FAILED
+    assert [s["secret_reads"] for s in summaries(waiting)] == [0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -105,18 +104,15 @@ def world(stack: Any, azurite: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
         fake.stop()
 
 
-def load_function(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:
-    """main.py imported afresh with ``env`` (its settings are read at import)."""
+def load_function(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], target: str = "cegid_transfer"
+) -> ModuleType:
+    """main.py executed afresh under functions_framework serving ``target`` (cegid_transfer or
+    cegid_queries, both CloudEvent), with ``env`` set: its settings are read when it executes
+    (see tests/function_loading.py ``boot``)."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.syspath_prepend(str(FOLDER))
-    spec = importlib.util.spec_from_file_location(
-        f"cegid_main_{uuid.uuid4().hex[:6]}", FOLDER / "main.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module: ModuleType = function_loading.boot(FOLDER / "main.py", target)
     return module
 
 
@@ -140,6 +136,6 @@ def cloud_event(data: object, message_id: str = "1") -> Any:
 
 
 def bare_import(module: str, *, absent: tuple[str, ...] = ()) -> str:
-    """See tests/bare_import.py: ``module`` of this function folder, imported bare."""
+    """See tests/function_loading.py: ``module`` of this function folder, imported bare."""
     problems: str = function_loading.bare_import(FOLDER, module, absent=absent)
     return problems

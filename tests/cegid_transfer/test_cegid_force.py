@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import cegid_api
 import pytest
+from alerting import feeds
 from cegid_testlib import World, cloud_event, load_function
 
 from cli.__main__ import main as cli_main
@@ -95,7 +96,7 @@ def test_force_time_rules() -> None:
 
 
 def test_force_message_in_process(world: World, monkeypatch, capsys) -> None:
-    module = load_function(monkeypatch, world.env)
+    module = load_function(monkeypatch, world.env, target="cegid_queries")
     monkeypatch.setattr(clock, "now", lambda: NOW)
     before = copy.deepcopy(world.fake.schedulers)
 
@@ -105,8 +106,13 @@ def test_force_message_in_process(world: World, monkeypatch, capsys) -> None:
     assert after["BALANCE_ANALYTIQUE"]["nextExecution"] == "2026-03-10T14:30:00.000Z"
     assert without_next(world.fake.schedulers) == without_next(before)
     assert after["TIERS"] == next(s for s in before if s["query"]["name"] == "TIERS")
-    summary = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "run_summary" in x]
+    out = capsys.readouterr().out
+    summary = [json.loads(x) for x in out.splitlines() if "run_summary" in x]
     assert summary[-1]["forced"] == 1 and summary[-1]["action"] == "force"
+    # A forced query is on demand, not the scheduled transfer: it counts as no run at all
+    # (its success must not hide a transfer that stopped), only its duration is kept.
+    assert summary[-1]["entry_point"] == "cegid_queries"
+    assert feeds(out, entry_point="cegid_queries") == {"keepalive_run_duration_seconds": 1}
 
     # Bad requests are logged and acknowledged, never raised, and change nothing.
     for bad in ({"action": "delete"}, {"action": "force", "time": "noon"}, {"x": 1}):

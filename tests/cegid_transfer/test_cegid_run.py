@@ -9,7 +9,20 @@ from datetime import UTC, datetime, timedelta
 
 import cegid_run
 import pytest
+from alerting import alerts, feeds
 from cegid_testlib import World, load_function, md5_b64, run_once
+
+ENTRY = "cegid_transfer"
+# What every failed transfer run feeds: the run counters, and the failure metric of its own.
+FAILED_RUN = {
+    "keepalive_cegid_transfer_bytes": 1,
+    "keepalive_cegid_transfer_failures": 1,
+    "keepalive_needs_reauth": 1,
+    "keepalive_run_duration_seconds": 1,
+    "keepalive_run_failed": 1,
+    "keepalive_runs": 1,
+    "keepalive_secret_reads": 1,
+}
 
 FILES = {
     "DB508603/DB508603-cpa-analytiq-20210830094213.csv": b"compte;montant\n411000;12.50\n" * 50,
@@ -43,13 +56,26 @@ def test_api_mode_moves_every_nested_file_exactly_once(world: World, monkeypatch
     out = capsys.readouterr().out
     [line] = summaries(out)
     assert line["provider"] == "cegid" and line["files"] == len(FILES)
-    assert {"bytes", "seconds", "already_present", "failed"} <= set(line)
+    assert {"bytes", "duration_seconds", "already_present", "failed"} <= set(line)
+    assert line["entry_point"] == ENTRY
     assert "sig=" not in out.replace("sig=[REDACTED]", "")
 
     # A second run finds nothing to do and changes nothing.
     again = run_once(module)
     assert (again.listed, again.files, again.failed) == (0, 0, 0)
     assert world.landed() == {f"cegid/{name}": data for name, data in FILES.items()}
+    out += capsys.readouterr().out
+    # Key id, key secret and subscription key, read by every run (api mode).
+    assert [s["secret_reads"] for s in summaries(out)] == [3, 3]
+    # Both runs succeeded, the one that moved nothing included.
+    assert feeds(out, entry_point=ENTRY) == {
+        "keepalive_cegid_transfer_bytes": 2,
+        "keepalive_run_duration_seconds": 2,
+        "keepalive_run_ok": 2,
+        "keepalive_runs": 2,
+        "keepalive_secret_reads": 2,
+    }
+    assert alerts(out, entry_point=ENTRY) == {'no_success["120"]'}
 
 
 def test_sas_url_mode_reads_the_url_from_its_secret(world: World, monkeypatch, capsys) -> None:
@@ -122,10 +148,15 @@ def test_expired_sas_is_named_and_nothing_moves(world: World, monkeypatch, capsy
 
     assert summary.result == "sas_invalid"
     assert world.source_names() == ["keep/me.csv"] and world.landed() == {}
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    out = capsys.readouterr().out
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     [error] = [x for x in lines if x.get("event") == "needs_reauth"]
     assert error["severity"] == "ERROR" and "expired" in error["message"]
     assert error["error_code"] == "sas_expired"
+    # api mode reads its three API credentials, sas_url mode the SAS URL alone.
+    assert [s["secret_reads"] for s in summaries(out)] == [3 if mode == "api" else 1]
+    assert feeds(out, entry_point=ENTRY) == FAILED_RUN
+    assert alerts(out, entry_point=ENTRY) == {"failing[0]", "needs_reauth[0]"}
 
 
 def test_read_only_sas_names_delete_and_nothing_moves(world: World, monkeypatch, capsys) -> None:
@@ -156,6 +187,10 @@ def test_wrong_api_key_needs_a_person(world: World, monkeypatch, capsys) -> None
     out = capsys.readouterr().out
     assert '"event": "needs_reauth"' in out
     assert world.fake.api_key_secret not in out and world.fake.subscription_key not in out
+    # A refused key is a person's job, not a transfer failure: no cegid_failures increment.
+    expected = {k: n for k, n in FAILED_RUN.items() if k != "keepalive_cegid_transfer_failures"}
+    assert feeds(out, entry_point=ENTRY) == expected
+    assert alerts(out, entry_point=ENTRY) == {"failing[0]", "needs_reauth[0]"}
 
 
 def test_missing_sas_url_secret_needs_a_person(world: World, monkeypatch, capsys) -> None:

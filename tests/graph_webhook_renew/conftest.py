@@ -3,18 +3,17 @@ by bare name as main.py imports them; one loader for main.py itself; the Graph f
 
 Pure modules (graph_plan, graph_notify, graph_reconcile, graph_api) are imported directly and
 need no environment. main.py reads its settings when it is executed, so a test that needs the
-whole function gets a freshly executed module from ``load_main``, never one left in
-``sys.modules`` by functions-framework or an earlier test.
+whole function gets a freshly executed module from ``load_main`` (tests/function_loading.py
+``boot``), never one left in ``sys.modules`` by functions-framework or an earlier test.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+import function_loading
 import pytest
 
 from cli._functions import FUNCTIONS, use_function_folder
@@ -26,6 +25,9 @@ use_function_folder("graph_webhook_renew")
 from graph_api import AppCredentials, AppToken, GraphClient  # noqa: E402
 
 MAIN = FUNCTIONS / "graph_webhook_renew" / "main.py"
+# main.py's two entry points, each with the signature type it is deployed with.
+RENEW, NOTIFY = "graph_webhook_renew", "graph_webhook_notify"
+SIGNATURE_TYPES = {RENEW: "cloudevent", NOTIFY: "http"}
 
 LoadMain = Callable[..., ModuleType]
 Logged = Callable[[str], list[dict[str, Any]]]
@@ -33,20 +35,15 @@ Logged = Callable[[str], list[dict[str, Any]]]
 
 @pytest.fixture
 def load_main(monkeypatch: pytest.MonkeyPatch) -> LoadMain:
-    """``load_main(**env)``: main.py executed with ``env`` set (GOOGLE_CLOUD_PROJECT defaults
-    to ``p``), as functions-framework would load it, returned as a module."""
+    """``load_main(entry_point=RENEW, **env)``: main.py executed afresh under
+    functions-framework serving ``entry_point``, with ``env`` set (GOOGLE_CLOUD_PROJECT
+    defaults to ``p``), returned as a module (see tests/function_loading.py ``boot``)."""
 
-    def load(**env: str) -> ModuleType:
+    def load(*, entry_point: str = RENEW, **env: str) -> ModuleType:
         monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        spec = importlib.util.spec_from_file_location("main", MAIN)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        # Registered while it runs, as functions-framework does (dataclasses look their
-        # module up there), and only for this test.
-        monkeypatch.setitem(sys.modules, "main", module)
-        spec.loader.exec_module(module)
+        module: ModuleType = function_loading.boot(MAIN, entry_point, SIGNATURE_TYPES[entry_point])
         return module
 
     return load

@@ -14,12 +14,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from alerting import ONE_RUN_FAILED, alerts, feeds, written
 from graph_plan import Desired, RenewRequest
 from graph_reconcile import Tally, reconcile, report
 
 from devtools.fakes.graph import GraphFake
 from shared.errors import ProviderError, TerminalError, TransientError
+from shared.runtime import Meter
 
+ENTRY = "graph_webhook_renew"
 URL = "http://127.0.0.1:9/notify"
 INBOX = "/users/u1/mailFolders('Inbox')/messages"
 STATE = "the-client-state"
@@ -59,6 +62,10 @@ class Clients:
     def client_state(self) -> bytes:
         self.state_reads += 1
         return STATE.encode()
+
+    def secret_reads(self) -> int:
+        """The clientState is the one secret value read here (the Graph client is given)."""
+        return self.state_reads
 
 
 class Failing:
@@ -114,7 +121,11 @@ def test_missing_configuration_is_an_error_and_calls_nothing(
     assert summary["result"] == "config_error" and summary["desired"] == len(
         settings(**changes).desired
     )
-    assert clients.state_reads == 0
+    assert clients.state_reads == 0 and summary["secret_reads"] == 0
+    # An unconfigured Graph integration is a failed run, never a success.
+    out = written(caplog.records)
+    assert feeds(out, entry_point=ENTRY) == ONE_RUN_FAILED
+    assert alerts(out, entry_point=ENTRY) == {"failing[0]"}
 
 
 def test_first_run_creates_and_the_next_leaves_it(
@@ -139,6 +150,17 @@ def test_first_run_creates_and_the_next_leaves_it(
     summaries = logged("run_summary")
     assert [s["result"] for s in summaries] == ["ok", "ok"]
     assert summaries[1]["reason"] == "scheduled" and summaries[1]["unchanged"] == 1
+    # Each run here builds its clients anew, so each reads the clientState once.
+    assert [s["secret_reads"] for s in summaries] == [1, 1]
+    out = written(caplog.records)
+    assert feeds(out, entry_point=ENTRY) == {
+        "keepalive_graph_earliest_expiry_minutes": 2,
+        "keepalive_run_duration_seconds": 2,
+        "keepalive_run_ok": 2,
+        "keepalive_runs": 2,
+        "keepalive_secret_reads": 2,
+    }
+    assert alerts(out, entry_point=ENTRY) == {'no_success["120"]'}
 
 
 def test_renews_inside_the_window_and_deletes_duplicates(fake: GraphFake, make_graph: Any) -> None:
@@ -198,6 +220,9 @@ def test_terminal_failures_say_what_to_fix_and_are_acknowledged(
     assert record.levelno == logging.ERROR and "a person must act" in record.getMessage()
     (summary,) = logged("run_summary")
     assert (summary["result"], summary["failed"]) == ("failed", 1)
+    fed = feeds(written(caplog.records), entry_point=ENTRY)
+    assert fed.pop("keepalive_needs_reauth", 0) == (event == "needs_reauth")
+    assert fed == ONE_RUN_FAILED
 
 
 def test_a_transient_failure_is_reported_then_raised(
@@ -211,6 +236,9 @@ def test_a_transient_failure_is_reported_then_raised(
     (summary,) = logged("run_summary")
     assert (summary["result"], summary["failed"]) == ("failed", 1)
     assert "failed transiently" in caplog.text
+    out = written(caplog.records)
+    assert feeds(out, entry_point=ENTRY) == ONE_RUN_FAILED
+    assert alerts(out, entry_point=ENTRY) == {"failing[0]"}
 
 
 def test_one_failed_step_does_not_stop_the_others(fake: GraphFake, make_graph: Any) -> None:
@@ -226,8 +254,9 @@ def test_summary_carries_every_counter(caplog: pytest.LogCaptureFixture, logged:
     soon = datetime.now(UTC) + timedelta(minutes=90)
     tally = Tally(created=1, renewed=2, recreated=3, deleted=4, unchanged=5, reauthorized=6)
     tally.unmanaged, tally.expiries = 7, [soon + timedelta(hours=1), soon]
-    report(settings(), tally, "test", 1.23456)
+    report(settings(), tally, "test", Meter(lambda: 3))
     (summary,) = logged("run_summary")
+    duration = summary.pop("duration_seconds")
     assert summary == {
         "event": "run_summary",
         "provider": "graph",
@@ -244,5 +273,6 @@ def test_summary_carries_every_counter(caplog: pytest.LogCaptureFixture, logged:
         "failed": 0,
         "earliest_expiry": soon.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "earliest_expiry_in_minutes": 89,
-        "duration_seconds": 1.235,
+        "secret_reads": 0,
     }
+    assert 0 <= duration < 1

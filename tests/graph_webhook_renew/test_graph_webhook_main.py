@@ -104,7 +104,7 @@ def notify_request(**kwargs: Any) -> flask.Request:
 
 
 def test_notify_hands_the_request_to_graph_notify(load_main) -> None:
-    main = load_main()
+    main = load_main(entry_point="graph_webhook_notify")
     text, status, headers = main.graph_webhook_notify(
         notify_request(query_string={"validationToken": "a b"})
     )
@@ -112,7 +112,7 @@ def test_notify_hands_the_request_to_graph_notify(load_main) -> None:
 
 
 def test_unexpected_failure_is_a_logged_500(load_main, monkeypatch, caplog) -> None:
-    main = load_main()
+    main = load_main(entry_point="graph_webhook_notify")
 
     def broken(settings: Any, clients: Any, request: flask.Request) -> Any:
         assert settings is main.SETTINGS and clients is main.clients()

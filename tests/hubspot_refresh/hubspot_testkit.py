@@ -21,6 +21,7 @@ from typing import Any
 
 import function_loading
 import pytest
+from alerting import alerts, feeds
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 
@@ -36,6 +37,16 @@ if FUNCTION_DIR not in sys.path:
     sys.path.append(FUNCTION_DIR)
 
 from cli import hubspot as hubspot_cli  # noqa: E402 - after the function folder is on sys.path
+
+ENTRY_POINT = "hubspot_refresh"
+
+# What one run_summary line feeds in monitoring (terraform/monitoring.tf), whole: a run counted
+# a success, and a run counted a failure. Each feeds the duration and secret-reads
+# distributions as well.
+# The alert a success feeds (terraform/alerts.tf): "no successful run" for two 15-minute
+# intervals, at least an hour. A failure feeds "every run failed".
+NO_SUCCESS = 'no_success["60"]'
+FAILING = "failing[0]"
 
 
 @dataclass
@@ -229,3 +240,14 @@ def log_events(text: str, event: str) -> list[dict[str, Any]]:
         for line in text.splitlines()
         if line.startswith("{") and f'"{event}"' in line
     ]
+
+
+def monitored(out: str) -> tuple[dict[str, int], set[str]]:
+    """What the lines in ``out`` do to monitoring, as terraform/ defines it (tests/alerting.py):
+    how many times each log-based metric is incremented, and the alert policies fed."""
+    return feeds(out, entry_point=ENTRY_POINT), alerts(out, entry_point=ENTRY_POINT)
+
+
+def secret_reads(out: str) -> list[tuple[int, float]]:
+    """(secret_reads, secret_reads_per_account) of each run_summary line in ``out``."""
+    return [(s["secret_reads"], s["secret_reads_per_account"]) for s in summaries(out)]

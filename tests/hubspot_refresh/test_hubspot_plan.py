@@ -10,7 +10,7 @@ from typing import Any
 import hubspot_plan
 import pytest
 from hubspot_accounts import Account
-from hubspot_plan import RunRequest, RunSummary, judge, parse_request, plan, select
+from hubspot_plan import RunRequest, RunSummary, judge, parse_request, plan, run_result, select
 
 from shared import clock, events
 from shared.status import CredentialStatus, Decision
@@ -210,3 +210,31 @@ def test_imports_without_environment_framework_or_service_clients() -> None:
     """Nothing that talks to Secret Manager or over HTTP is loaded either."""
     problem = bare_import("hubspot_plan", absent=("google.cloud.secretmanager", "requests"))
     assert problem == ""
+
+
+@pytest.mark.parametrize(
+    ("mode", "counts", "error", "result"),
+    [
+        ("scheduled", {"refreshed": 1, "needs_reauth": 3}, None, "completed"),
+        ("scheduled", {"skipped_fresh": 2, "failed": 1}, None, "completed"),
+        ("scheduled", {"needs_reauth": 2}, None, "unhealthy"),
+        ("scheduled", {"in_backoff": 1}, None, "unhealthy"),
+        ("shard", {"failed": 1, "busy": 1}, None, "unhealthy"),
+        ("shard", {"busy": 1}, None, "completed"),
+        ("scheduled", {"deferred": 4}, None, "completed"),
+        ("scheduled", {}, None, "no_accounts"),
+        ("forced", {"unknown_requested": 1}, None, "no_accounts"),
+        ("scheduled", {"refreshed": 5}, "discovery_failed", "failed"),
+        ("fan_out", {"dispatched": 3, "skipped_fresh": 1}, None, "dispatched"),
+        ("fan_out", {"skipped_fresh": 1}, None, "completed"),
+        ("fan_out", {"needs_reauth": 1}, None, "unhealthy"),
+    ],
+)
+def test_run_result_is_a_success_only_with_a_healthy_account(
+    mode: str, counts: dict[str, int], error: str | None, result: str
+) -> None:
+    """Monitoring counts "completed" as a success: a run where every account waits for a
+    person or fails must not say it."""
+    summary = RunSummary(mode)
+    summary.counts.update(counts)
+    assert run_result(summary, error=error) == result

@@ -9,16 +9,21 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alerting import ONE_RUN_FAILED, ONE_RUN_OK
 
 from shared import clock
 from tests.hubspot_refresh.hubspot_testkit import (
+    FAILING,
+    NO_SUCCESS,
     Clock,
     HubSpotSetup,
     deliver,
     load_main,
     log_events,
+    monitored,
     pubsub_cloud_event,
     run_once,
+    secret_reads,
     summaries,
 )
 
@@ -67,12 +72,17 @@ def test_due_and_unknown_accounts_are_refreshed_fresh_ones_skipped(
     labels = hs.store.info("hubspot-104-access-token").labels
     assert labels == {"integration": "hubspot", "hubspot-account": "104"}
 
-    (line,) = summaries(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    (line,) = summaries(out)
     assert line["provider"] == "hubspot" and line["mode"] == "scheduled"
     assert line["accounts_seen"] == 4
     assert (line["refreshed"], line["skipped_fresh"], line["in_backoff"]) == (3, 1, 0)
     assert (line["failed"], line["needs_reauth"]) == (0, 0)
     assert isinstance(line["duration_seconds"], float)
+    # The client id and client secret once for the run, then the refresh token of each of the
+    # 3 accounts refreshed; the fresh one (101) was decided on its listed status alone.
+    assert secret_reads(out) == [(5, 1.25)]
+    assert monitored(out) == (ONE_RUN_OK, {NO_SUCCESS})
 
 
 def test_default_margin_refreshes_a_token_with_thirty_minutes_left(
@@ -85,26 +95,44 @@ def test_default_margin_refreshes_a_token_with_thirty_minutes_left(
     assert hs.fake.refreshes[111] == 1
 
 
-def test_force_all_then_force_some(hs: HubSpotSetup, monkeypatch, fixed_clock: Clock) -> None:
+def test_force_all_then_force_some(
+    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock, capsys
+) -> None:
     for account in ("201", "202", "203"):
         hs.add_account(account)
     main = load_main(hs, monkeypatch)
     run_once(main)
     assert dict(hs.fake.refreshes) == {201: 1, 202: 1, 203: 1}
+    outs = [capsys.readouterr().out]
 
     fixed_clock.advance(minutes=1)
     run_once(main)  # all fresh: nothing to do
     assert hs.token_calls() == 3
+    outs.append(capsys.readouterr().out)
 
     fixed_clock.advance(minutes=1)
     run_once(main, force=True)
     assert dict(hs.fake.refreshes) == {201: 2, 202: 2, 203: 2}
+    outs.append(capsys.readouterr().out)
 
     fixed_clock.advance(minutes=1)
     summary = run_once(main, force=True, accounts=("202", "999"))
     assert dict(hs.fake.refreshes) == {201: 2, 202: 3, 203: 2}
     assert summary.counts["refreshed"] == 1
     assert summary.counts["unknown"] == 1
+    outs.append(capsys.readouterr().out)
+
+    # Refreshing: client id and client secret, then one refresh token per account. All fresh:
+    # no value at all (the listed status decides). An unknown account requested reads nothing.
+    assert [secret_reads(out) for out in outs] == [
+        [(5, 1.67)],
+        [(0, 0.0)],
+        [(5, 1.67)],
+        [(3, 3.0)],
+    ]
+    # Scheduled, all fresh, forced, forced for some (one unknown: a warning, not a failure):
+    # each is one successful run.
+    assert [monitored(out) for out in outs] == [(ONE_RUN_OK, {NO_SUCCESS})] * 4
 
 
 def test_forced_message_delivered_twice_refreshes_once(
@@ -219,7 +247,7 @@ def test_missing_client_secret_of_another_app_backs_off_with_a_clear_error(
 
 
 def test_transient_failures_back_off_5_then_10_minutes_then_recover(
-    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock
+    hs: HubSpotSetup, monkeypatch, fixed_clock: Clock, capsys
 ) -> None:
     hs.add_account("601")
     hs.add_account("602")
@@ -239,12 +267,21 @@ def test_transient_failures_back_off_5_then_10_minutes_then_recover(
     assert status.next_attempt_at == start + timedelta(minutes=5)
     assert status.last_error is not None and "503" in status.last_error
     assert hs.status(healthy).state == "ok"
+    out = capsys.readouterr().out
+    # The client id and client secret, then the refresh token of each account called (2).
+    assert secret_reads(out) == [(4, 2.0)]
+    # A failed account makes the run a failure; "every run failed" alerts when it goes on.
+    assert monitored(out) == (ONE_RUN_FAILED, {FAILING})
 
     calls = hs.token_calls()
     fixed_clock.advance(minutes=4, seconds=59)
     summary = run_once(main)
     assert hs.token_calls() == calls
     assert summary.counts["in_backoff"] == 1
+    # Waiting out the backoff (the other account fresh) reads nothing and is no failure.
+    out = capsys.readouterr().out
+    assert secret_reads(out) == [(0, 0.0)]
+    assert monitored(out) == (ONE_RUN_OK, {NO_SUCCESS})
 
     second_failure = fixed_clock.advance(seconds=1)
     hs.fake.inject("token", 503, count=1)
@@ -332,6 +369,28 @@ def test_terminal_refusal_stops_calls_until_a_new_refresh_token_version(
     run_once(main, force=True, accounts=("701",))
     assert hs.fake.refused[701] == calls
     assert hs.status("701").state == "needs-reauth"
+    # Nor any secret value read, nor another needs_reauth line: the alert was raised once, for
+    # the account. A run with a healthy account beside it is a success; a run where every
+    # account waits for a person ("unhealthy") is not, so a dead integration keeps alerting.
+    waiting = capsys.readouterr().out
+    refused = 2 if break_it == "wrong_client" else 1  # the wrong client secret refuses 702 too
+    assert [s["needs_reauth"] for s in summaries(waiting)] == [refused, 1]
+    assert [s["result"] for s in summaries(waiting)] == [
+        "unhealthy" if break_it == "wrong_client" else "completed",
+        "unhealthy",
+    ]
+    assert secret_reads(waiting) == [(0, 0.0), (0, 0.0)]
+    ok = 0 if break_it == "wrong_client" else 1
+    assert monitored(waiting) == (
+        {
+            "keepalive_run_duration_seconds": 2,
+            **({"keepalive_run_ok": ok} if ok else {}),
+            "keepalive_run_failed": 2 - ok,
+            "keepalive_runs": 2,
+            "keepalive_secret_reads": 2,
+        },
+        {FAILING, NO_SUCCESS} if ok else {FAILING},
+    )
 
     # Someone re-authorises: a new refresh token (and, for the wrong client, the right secret).
     if break_it == "deleted_portal":
@@ -346,7 +405,7 @@ def test_terminal_refusal_stops_calls_until_a_new_refresh_token_version(
     assert hs.fake.is_live(hs.access_token("701"))
 
 
-def test_one_failing_account_never_stops_the_others(hs: HubSpotSetup, monkeypatch) -> None:
+def test_one_failing_account_never_stops_the_others(hs: HubSpotSetup, monkeypatch, capsys) -> None:
     tokens = {a: hs.add_account(a) for a in ("801", "802", "803", "804")}
     hs.fake.revoke(tokens["802"])
     hs.fake.delete_hub(803)
@@ -354,6 +413,17 @@ def test_one_failing_account_never_stops_the_others(hs: HubSpotSetup, monkeypatc
     summary = run_once(main)
     assert dict(hs.fake.refreshes) == {801: 1, 804: 1}
     assert summary.counts["needs_reauth"] == 2 and summary.counts["refreshed"] == 2
+    out = capsys.readouterr().out
+    # The client id and client secret, then the refresh token of each of the 4 accounts called.
+    assert secret_reads(out) == [(6, 1.5)]
+    # Each refusal is a needs_reauth line: the person-must-act alert, per account and error
+    # code. The run itself completed with nothing failed, so it is a success: a run covers many
+    # accounts, and one portal that revoked or uninstalled the app must not make the whole
+    # integration look down; the needs_reauth alert names that account for a person to act on.
+    assert monitored(out) == (
+        {**ONE_RUN_OK, "keepalive_needs_reauth": 2},
+        {NO_SUCCESS, "needs_reauth[0]"},
+    )
 
 
 # --- the endpoint -----------------------------------------------------------------------------
@@ -415,14 +485,22 @@ def test_secret_manager_down_at_discovery_makes_pub_sub_retry(
         assert answer.status == 200
 
     assert deliver(main, pubsub_cloud_event({})) == 500  # raised: Pub/Sub delivers again
-    (line,) = summaries(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    (line,) = summaries(out)
     assert line["result"] == "failed" and line["error"] == "discovery_failed"
+    assert line["severity"] == "ERROR"
     assert hs.token_calls() == 0
+    assert secret_reads(out) == [(0, 0.0)]  # it stopped at the listing, before any value
+    assert monitored(out) == (ONE_RUN_FAILED, {FAILING})
 
     assert deliver(main, pubsub_cloud_event({})) == 200  # the redelivery succeeds
     assert hs.fake.refreshes[1401] == 1
-    (line,) = summaries(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    (line,) = summaries(out)
     assert line["result"] == "completed" and line["refreshed"] == 1
+    # Client id, client secret and the one account's refresh token.
+    assert secret_reads(out) == [(3, 3.0)]
+    assert monitored(out) == (ONE_RUN_OK, {NO_SUCCESS})
 
 
 def test_throttled_secret_manager_reads_wait_and_retry(hs: HubSpotSetup, monkeypatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,6 +22,11 @@ COUNTERS = (
 )
 
 
+def meter(seconds: float, secret_reads: int = 0) -> Any:
+    """Stands in for shared.runtime.Meter: what the run measured of itself."""
+    return SimpleNamespace(seconds=seconds, secret_reads=secret_reads)
+
+
 def summary_line(caplog: pytest.LogCaptureFixture) -> tuple[logging.LogRecord, dict[str, Any]]:
     (record,) = [r for r in caplog.records if r.name == "hubspot_refresh"]
     fields: dict[str, Any] = record.json_fields  # type: ignore[attr-defined]
@@ -33,7 +39,7 @@ def test_a_run_reports_every_counter(caplog: pytest.LogCaptureFixture) -> None:
     for outcome in (*COUNTERS, "refreshed", "unknown"):
         summary.add(outcome)
 
-    report(summary, 1.23456, seen=9, shard="2/3")
+    report(summary, meter(1.23456, secret_reads=7), seen=9, shard="2/3")
 
     record, fields = summary_line(caplog)
     assert record.levelno == logging.INFO
@@ -47,6 +53,9 @@ def test_a_run_reports_every_counter(caplog: pytest.LogCaptureFixture) -> None:
         "refreshed": 2,
         "unknown_requested": 1,
         "duration_seconds": 1.235,
+        "secret_reads": 7,
+        # 7 reads over the 9 accounts the run looked at.
+        "secret_reads_per_account": 0.78,
         "shard": "2/3",
     }
     assert record.getMessage() == (
@@ -60,7 +69,7 @@ def test_a_fan_out_reports_its_shards(caplog: pytest.LogCaptureFixture) -> None:
     summary = RunSummary("fan_out", shards=3)
     summary.counts["dispatched"] = 5
 
-    report(summary, 0.5, seen=6)
+    report(summary, meter(0.5), seen=6)
 
     _, fields = summary_line(caplog)
     assert (fields["shards"], fields["dispatched"]) == (3, 5)
@@ -68,7 +77,7 @@ def test_a_fan_out_reports_its_shards(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_a_failed_run_is_an_error_saying_why(caplog: pytest.LogCaptureFixture) -> None:
-    report(RunSummary("scheduled"), 0.1, seen=0, error="discovery_failed")
+    report(RunSummary("scheduled"), meter(0.1), seen=0, error="discovery_failed")
 
     record, fields = summary_line(caplog)
     assert record.levelno == logging.ERROR

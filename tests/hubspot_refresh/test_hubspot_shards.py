@@ -10,20 +10,25 @@ from typing import Any
 
 import hubspot_shards
 import pytest
+from alerting import ONE_RUN_FAILED
 from hubspot_plan import RunRequest
 
 from shared import clock
 from tests.hubspot_refresh.hubspot_testkit import (
+    FAILING,
+    NO_SUCCESS,
     HubSpotSetup,
     deliver,
     load_main,
+    monitored,
     pubsub_cloud_event,
+    secret_reads,
     summaries,
 )
 
 
 def test_shard_mode_publishes_due_accounts_and_work_messages_refresh_them(
-    hs: HubSpotSetup, monkeypatch
+    hs: HubSpotSetup, monkeypatch, capsys
 ) -> None:
     for account in ("1201", "1202", "1203", "1204", "1205", "1206"):
         hs.add_account(account)
@@ -45,6 +50,19 @@ def test_shard_mode_publishes_due_accounts_and_work_messages_refresh_them(
     assert [m["accounts"] for m in messages] == [["1201", "1202"], ["1203", "1204"], ["1206"]]
     assert [m["shard"] for m in messages] == ["1/3", "2/3", "3/3"]
     assert hs.token_calls() == 0  # the planner never calls HubSpot
+    planned = capsys.readouterr().out
+    # ... nor reads a secret value (versions and statuses are metadata); it is a run of its own.
+    assert secret_reads(planned) == [(0, 0.0)]
+    # It sent shards ("dispatched"): neither a success nor a failure; the shards report.
+    assert [line["result"] for line in summaries(planned)] == ["dispatched"]
+    assert monitored(planned) == (
+        {
+            "keepalive_run_duration_seconds": 1,
+            "keepalive_runs": 1,
+            "keepalive_secret_reads": 1,
+        },
+        set(),
+    )
 
     for message in messages:
         assert deliver(main, pubsub_cloud_event(message)) == 200
@@ -52,6 +70,20 @@ def test_shard_mode_publishes_due_accounts_and_work_messages_refresh_them(
     # A redelivered shard finds its accounts refreshed since the request.
     assert deliver(main, pubsub_cloud_event(messages[0])) == 200
     assert hs.token_calls() == 5
+    worked = capsys.readouterr().out
+    assert [s["mode"] for s in summaries(worked)] == ["shard"] * 4
+    # Each shard reads the client id and client secret again, then one refresh token per
+    # account; the redelivered one reads nothing.
+    assert secret_reads(worked) == [(4, 2.0), (4, 2.0), (3, 3.0), (0, 0.0)]
+    assert monitored(worked) == (
+        {
+            "keepalive_run_duration_seconds": 4,
+            "keepalive_run_ok": 4,
+            "keepalive_runs": 4,
+            "keepalive_secret_reads": 4,
+        },
+        {NO_SUCCESS},
+    )
 
 
 def test_a_failed_publish_is_reported_and_raised_for_pub_sub_to_retry(
@@ -67,8 +99,11 @@ def test_a_failed_publish_is_reported_and_raised_for_pub_sub_to_retry(
         hubspot_shards.fan_out(
             main.SETTINGS, main.clients(), RunRequest(), requested_at=None, publish=unavailable
         )
-    (line,) = summaries(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    (line,) = summaries(out)
     assert (line["mode"], line["result"], line["error"]) == ("fan_out", "failed", "fan_out_failed")
+    assert secret_reads(out) == [(0, 0.0)]
+    assert monitored(out) == (ONE_RUN_FAILED, {FAILING})
 
 
 def test_shards_are_consecutive_slices_of_the_size() -> None:

@@ -57,13 +57,22 @@ def test_event_names_in_metrics_are_logged_by_some_function(inventory) -> None:
 
 
 def test_every_integration_has_its_alerts(inventory) -> None:
-    addresses = {a["address"] for a in inventory["alert_policies"]}
+    """The grouped policies cover every integration that logs: each is in exactly one
+    no-success condition, and the per-label policies exist once."""
+    policies = {a["address"]: a for a in inventory["alert_policies"]}
     providers = set().union(*(f.providers for f in FOLDERS))
     assert providers
+    for single in ("needs_reauth[0]", "failing[0]", "invocations_failing[0]"):
+        assert f"google_monitoring_alert_policy.{single}" in policies, single
+    absent = [
+        condition["filter"]
+        for policy in policies.values()
+        for condition in policy["conditions"]
+        if condition["kind"] == "absent"
+    ]
     for provider in sorted(providers):
-        for kind in ("needs_reauth", "no_success"):
-            address = f'google_monitoring_alert_policy.{kind}["{provider}"]'
-            assert address in addresses, f"{address} missing"
+        holding = [f for f in absent if f'"{provider}"' in f]
+        assert len(holding) == 1, f"{provider}: in {len(holding)} no-success conditions"
 
 
 def test_every_alert_names_a_runbook_that_exists(inventory) -> None:

@@ -1,6 +1,9 @@
 """universign_delivery in-process through the webhook entry point, on the emulators against the
 Universign fake: events that need no sync, one event processed once, failures answered 503 with
-the claim released so the redelivery is processed, and malformed input never answered 500."""
+the claim released so the redelivery is processed, and malformed input never answered 500.
+Each scenario also checks what its webhook_request line does to monitoring (universign_testkit
+.monitored): a request is never a run; a refusal is counted by reason, and only a failed token
+or signature check feeds the universign_rejected alert."""
 
 from __future__ import annotations
 
@@ -12,68 +15,115 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devtools.fakes.universign import TRANSACTION_ROUTE, UniversignFake
+from devtools.fakes.universign import TRANSACTION_ROUTE, SigningKey, UniversignFake
+from shared import clock
+from shared.secrets import SecretStore
 from tests.universign_webhook.universign_testkit import (
+    WEBHOOK,
     Kit,
     deliver,
     load_main,
+    logged,
     make_kit,
+    monitored,
     post_event,
+    unique,
     webhook_client,
 )
+
+# What one request line feeds: answered well, only its duration; refused, its duration and
+# keepalive_webhook_rejected (by reason). Alerts: a failed token or signature check feeds
+# universign_rejected; nothing else a request writes does, but a needs_reauth line.
+ANSWERED = {"keepalive_run_duration_seconds": 1}
+SYNCED = {**ANSWERED, "keepalive_universign_status_changes": 1}  # with the change it found
+REJECTED = {**ANSWERED, "keepalive_webhook_rejected": 1}
+FORGED = {'metric_above["universign_rejected"]'}
+
+
+def answered(capsys: pytest.CaptureFixture[str], answer: Any) -> tuple[Any, ...]:
+    """(status, result, metrics fed, alerts fed) of ``answer``, from the one webhook_request
+    line written since the last capture."""
+    out = capsys.readouterr().out
+    (line,) = logged(out, "webhook_request")
+    assert line["http_status"] == answer.status_code
+    return (answer.status_code, line["result"], *monitored(out, WEBHOOK))
+
 
 # --- what is acknowledged, and only once -----------------------------------------------------
 
 
-def test_events_without_a_transaction_are_acknowledged(kit: Kit, client: Any) -> None:
+def test_events_without_a_transaction_are_acknowledged(kit: Kit, client: Any, capsys) -> None:
     event = {"object": "event", "id": "evt_key1", "type": "apikey.created", "payload": {}}
     answer = post_event(client, kit.fake, event)
-    assert answer.status_code == 200 and answer.get_json()["result"] == "ignored"
+    assert answered(capsys, answer) == (200, "ignored", ANSWERED, set())
     assert kit.fake.count(TRANSACTION_ROUTE) == 0
 
 
-def test_the_same_event_twice_is_processed_once(kit: Kit, client: Any) -> None:
+def test_the_same_event_twice_is_processed_once(kit: Kit, client: Any, capsys) -> None:
     tx = kit.fake.create_transaction(state="started").id
     event = kit.fake.event(tx)
     first = post_event(client, kit.fake, event)
+    # A genuine delivery is no run (neither run_ok nor run_failed): its duration, and the status
+    # change it found, are all it feeds.
+    assert answered(capsys, first) == (200, "synced", SYNCED, set())
+    assert first.get_json()["result"] == "synced"
     second = post_event(client, kit.fake, event)
-    assert first.status_code == 200 and first.get_json()["result"] == "synced"
-    assert second.status_code == 200 and second.get_json()["result"] == "duplicate"
+    assert answered(capsys, second) == (200, "duplicate", ANSWERED, set())
     assert kit.fake.count(TRANSACTION_ROUTE) == 1
     assert kit.must(tx)["sync_attempts"] == 1
+
+
+def test_an_event_being_processed_answers_409(kit: Kit, client: Any, main: Any, capsys) -> None:
+    tx = kit.fake.create_transaction(state="started").id
+    event = kit.fake.event(tx)
+    claim, _ = main.clients().state.claim_event(
+        event["id"], lease=main.SETTINGS.event_lease, now=clock.now()
+    )
+    assert claim == "claimed"  # as another instance would hold it
+    answer = post_event(client, kit.fake, event)
+    assert answered(capsys, answer) == (409, "in_progress", REJECTED, set())
+    assert kit.fake.count(TRANSACTION_ROUTE) == 0
 
 
 # --- API and configuration failures ----------------------------------------------------------
 
 
-def test_api_key_refused_answers_503_and_asks_a_person(
-    kit: Kit, client: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_api_key_refused_answers_503_and_asks_a_person(kit: Kit, client: Any, capsys) -> None:
     tx = kit.fake.create_transaction(state="started").id
     good_key = kit.fake.api_key
     kit.fake.api_key = "apikey_revoked_by_someone"
     event = kit.fake.event(tx)
-    with caplog.at_level(logging.ERROR):
-        answer = post_event(client, kit.fake, event)
+    answer = post_event(client, kit.fake, event)
+    out = capsys.readouterr().out
     assert answer.status_code == 503
     assert kit.doc(tx) is None
-    assert any(getattr(r, "json_fields", {}).get("event") == "needs_reauth" for r in caplog.records)
+    assert [line["error_code"] for line in logged(out, "needs_reauth")] == ["http_401"]
     assert kit.fake.unauthorized == 2  # the cached key, then the secret re-read once
-    assert good_key not in caplog.text
+    assert good_key not in out
+    # The needs_reauth line is what asks a person; the request is a refusal like any other.
+    (line,) = logged(out, "webhook_request")
+    assert (line["http_status"], line["result"]) == (503, "api_key_refused")
+    assert monitored(out, WEBHOOK) == (
+        {**REJECTED, "keepalive_needs_reauth": 1},
+        {"needs_reauth[0]"},
+    )
     # Universign redelivers the same event once the key works again.
     kit.fake.api_key = good_key
     assert post_event(client, kit.fake, event).status_code == 200
     assert kit.must(tx)["status"] == "EN_COURS"
 
 
-def test_provider_5xx_answers_503_and_the_retry_is_processed(kit: Kit, client: Any) -> None:
+def test_provider_5xx_answers_503_and_the_retry_is_processed(kit: Kit, client: Any, capsys) -> None:
     tx = kit.fake.create_transaction(state="started").id
     assert deliver(client, kit, tx).status_code == 200
     kit.fake.set_state(tx, "completed")
     event = kit.fake.event(tx)
     kit.fake.inject(TRANSACTION_ROUTE, 502, count=2)  # both attempts of this delivery
+    capsys.readouterr()
     answer = post_event(client, kit.fake, event)
-    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    # Universign retries it: counted by reason, no alert (the poll's runs would say it lasts).
+    assert answered(capsys, answer) == (503, "retry_later", REJECTED, set())
+    assert answer.headers["Retry-After"]
     doc = kit.doc(tx)
     assert doc is not None and doc["status"] == "EN_COURS" and "502" in doc["last_error"]
     assert post_event(client, kit.fake, event).status_code == 200  # the redelivery
@@ -100,21 +150,58 @@ def test_missing_api_key_secret_says_what_to_fix(
 # --- malformed input never 500 ---------------------------------------------------------------
 
 
-def test_client_mistakes_are_4xx(kit: Kit, client: Any, main: Any) -> None:
+def test_client_mistakes_are_4xx(kit: Kit, client: Any, main: Any, capsys) -> None:
     fake: UniversignFake = kit.fake
     signed = fake.key.sign(b"{not json")
-    assert client.get("/").status_code == 405
-    assert client.post("/", data=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
-    assert (
-        client.post("/", data=b"{}", headers={"Content-Type": "application/json"}).status_code
-        == 401
-    )
-    assert post_event(client, fake, b"{not json", signature=signed).status_code == 400
-    assert post_event(client, fake, b"[1,2]").status_code == 400
-    assert post_event(client, fake, b"\xff\xfe").status_code == 400
+    body = fake.encode(fake.event(fake.create_transaction(state="started").id))
+    forged = SigningKey.generate().sign(body, kid=fake.key.kid)
     big = b'{"pad":"' + b"x" * (main.SETTINGS.max_body_bytes + 10) + b'"}'
-    assert post_event(client, fake, big).status_code == 413
+    unsigned = {"Content-Type": "application/json"}
+    capsys.readouterr()
+    seen = [
+        answered(capsys, client.get("/")),
+        answered(capsys, client.post("/", data=b"{}", headers={"Content-Type": "text/plain"})),
+        answered(capsys, client.post("/", data=b"{}", headers=unsigned)),
+        answered(capsys, post_event(client, fake, body, signature=forged)),
+        answered(capsys, post_event(client, fake, b"{not json", signature=signed)),
+        answered(capsys, post_event(client, fake, b"[1,2]")),
+        answered(capsys, post_event(client, fake, b"\xff\xfe")),
+        answered(capsys, post_event(client, fake, big)),
+    ]
+    assert seen == [
+        (405, "method_not_allowed", REJECTED, set()),
+        (415, "unsupported_media_type", REJECTED, set()),
+        (401, "bad_signature", REJECTED, FORGED),  # no signature
+        (401, "bad_signature", REJECTED, FORGED),  # signed with another key
+        (400, "bad_json", REJECTED, set()),
+        (400, "bad_json", REJECTED, set()),
+        (400, "bad_json", REJECTED, set()),
+        (413, "too_large", REJECTED, set()),
+    ]
     assert kit.fake.count(TRANSACTION_ROUTE) == 0
+
+
+def test_a_wrong_url_token_is_refused(
+    stack: Any, fake: UniversignFake, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    token_secret = unique("universign-webhook-token")
+    kit = make_kit(stack, fake, UNIVERSIGN_WEBHOOK_TOKEN_SECRET=token_secret)
+    store = SecretStore(kit.project)
+    store.create(token_secret)
+    store.add_version(token_secret, "tok_" + "a" * 32)
+    client = webhook_client(load_main(kit.env, monkeypatch))
+    event = fake.event(fake.create_transaction(state="started").id)
+    capsys.readouterr()
+    seen = [
+        answered(capsys, post_event(client, fake, event)),
+        answered(capsys, post_event(client, fake, event, query=f"?token=tok_{'b' * 32}")),
+        answered(capsys, post_event(client, fake, event, query=f"?token=tok_{'a' * 32}")),
+    ]
+    assert seen == [
+        (401, "unauthorized", REJECTED, FORGED),
+        (401, "unauthorized", REJECTED, FORGED),
+        (200, "synced", SYNCED, set()),
+    ]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,11 +1,11 @@
 """main.py's entry points on their own: the webhook writes the Reply it is given and one
-run_summary line, hides unexpected failures behind a 500; the poll runs only for the
-scheduler's empty message. No emulator: the work below the entry points is replaced."""
+webhook_request line (a request, never counted as a run), hides unexpected failures behind a
+500; the poll runs only for the scheduler's empty message. No emulator: the work below the
+entry points is replaced."""
 
 from __future__ import annotations
 
 import base64
-import logging
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
@@ -16,10 +16,18 @@ from universign_plan import Reply
 
 from devtools.fakes.universign import UniversignFake
 from tests.universign_webhook.universign_testkit import (
+    WEBHOOK,
     env_without_stack,
     load_main,
+    logged,
+    monitored,
     webhook_client,
 )
+
+# A refused request is counted by reason; it is never a run, failed or not. No alert reads
+# the reasons these tests produce (retry_later, internal_error): the poll's runs and
+# needs_reauth are what say the integration is broken.
+REJECTED = {"keepalive_run_duration_seconds": 1, "keepalive_webhook_rejected": 1}
 
 
 @pytest.fixture
@@ -34,13 +42,8 @@ def bare_main(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch) -> ModuleTy
     return module
 
 
-def summaries(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    fields = [getattr(r, "json_fields", {}) for r in caplog.records]
-    return [f for f in fields if f.get("event") == "run_summary"]
-
-
-def test_the_webhook_writes_the_reply_and_one_summary(
-    bare_main: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_the_webhook_writes_the_reply_and_one_request_line(
+    bare_main: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reply = Reply(503, "retry_later", "TransientError", fields={"event_id": "evt_1"})
     monkeypatch.setattr(bare_main, "clients", lambda: "the clients")
@@ -51,18 +54,21 @@ def test_the_webhook_writes_the_reply_and_one_summary(
         return reply
 
     monkeypatch.setattr(bare_main, "handle_webhook", handle)
-    with caplog.at_level(logging.INFO):
-        answer = webhook_client(bare_main).post("/", data=b"{}")
+    answer = webhook_client(bare_main).post("/", data=b"{}")
     assert seen == [(bare_main.SETTINGS, "the clients", "POST")]
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "60"
     assert answer.get_json() == {"result": "retry_later", "detail": "TransientError"}
-    (summary,) = summaries(caplog)
-    assert summary["entry_point"] == "universign_webhook" and summary["http_status"] == 503
-    assert summary["result"] == "retry_later" and summary["event_id"] == "evt_1"
+    out = capsys.readouterr().out
+    assert logged(out, "run_summary") == []
+    (line,) = logged(out, "webhook_request")
+    assert line["entry_point"] == "universign_webhook" and line["http_status"] == 503
+    assert line["result"] == "retry_later" and line["event_id"] == "evt_1"
+    assert line["duration_seconds"] >= 0
+    assert monitored(out, WEBHOOK) == (REJECTED, set())
 
 
 def test_an_unexpected_failure_answers_500_without_details(
-    bare_main: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    bare_main: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(bare_main, "clients", lambda: "the clients")
 
@@ -70,13 +76,15 @@ def test_an_unexpected_failure_answers_500_without_details(
         raise RuntimeError("a detail no caller may see")
 
     monkeypatch.setattr(bare_main, "handle_webhook", handle)
-    with caplog.at_level(logging.INFO):
-        answer = webhook_client(bare_main).post("/", data=b"{}")
+    answer = webhook_client(bare_main).post("/", data=b"{}")
     assert answer.status_code == 500
     assert answer.get_json() == {"result": "internal_error"}
     assert "a detail" not in answer.get_data(as_text=True)
-    (summary,) = summaries(caplog)
-    assert summary["http_status"] == 500 and summary["result"] == "internal_error"
+    out = capsys.readouterr().out
+    (line,) = logged(out, "webhook_request")
+    assert line["http_status"] == 500 and line["result"] == "internal_error"
+    # The ERROR line with the traceback is no metric's: only the request line counts.
+    assert monitored(out, WEBHOOK) == (REJECTED, set())
 
 
 def trigger(data: bytes) -> CloudEvent:

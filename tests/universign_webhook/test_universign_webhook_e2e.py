@@ -3,7 +3,6 @@ Universign fake over real HTTP, state on the emulators."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ import requests
 from devtools import gcp
 from devtools.fakes.universign import JWKS_ROUTE, TRANSACTION_ROUTE, SigningKey, UniversignFake
 from shared.secrets import SecretStore
-from tests.universign_webhook.universign_testkit import Kit, make_kit
+from tests.universign_webhook.universign_testkit import Kit, logged, make_kit, summaries
 
 pytestmark = pytest.mark.e2e
 
@@ -184,16 +183,12 @@ def test_poll_end_to_end_through_pubsub(
     assert doc["status"] == "SIGNE" and doc["archive"]["status"] == "done"
     assert list(kit.archived(tx)) == ["c.pdf"]
     assert [m["status"] for m in kit.messages(2)] == ["EN_COURS", "SIGNE"]
-    summaries = [
-        json.loads(line)
-        for line in poll.log_text().splitlines()
-        if line.startswith("{") and '"run_summary"' in line
-    ]
-    while time.monotonic() < deadline and not summaries:
+    runs = summaries(poll.log_text())
+    while time.monotonic() < deadline and not runs:
         time.sleep(0.2)
-        summaries = [
-            json.loads(line)
-            for line in poll.log_text().splitlines()
-            if line.startswith("{") and '"run_summary"' in line
-        ]
-    assert summaries and summaries[0]["status_changes"] == 1 and summaries[0]["synced"] == 1
+        runs = summaries(poll.log_text())
+    assert runs and runs[0]["status_changes"] == 1 and runs[0]["synced"] == 1
+    assert runs[0]["result"] == "ok"
+    # The webhook's request is no run: its line is a webhook_request.
+    assert logged(hook.log_text(), "run_summary") == []
+    assert [line["result"] for line in logged(hook.log_text(), "webhook_request")] == ["synced"]

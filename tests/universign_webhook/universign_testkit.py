@@ -23,6 +23,7 @@ from typing import Any
 
 import flask
 import pytest
+from alerting import alerts, feeds
 
 from devtools import gcp
 from devtools.fakes.universign import UniversignFake
@@ -32,6 +33,8 @@ from shared.secrets import SecretStore
 REPO = Path(__file__).resolve().parents[2]
 FOLDER = REPO / "functions" / "universign_webhook"
 _counter = itertools.count()
+# The two entry points; monitored() files a line under the Cloud Run service deploying it.
+WEBHOOK, POLL = "universign_webhook", "universign_poll"
 
 
 def unique(prefix: str) -> str:
@@ -189,6 +192,23 @@ def env_without_stack(fake: UniversignFake) -> dict[str, str]:
         "ARCHIVE_BUCKET": "unused",
         "UNIVERSIGN_API_URL": fake.url,
     }
+
+
+def logged(out: str, event: str) -> list[dict[str, Any]]:
+    """The JSON lines with this ``event`` among what a test captured of stdout (capsys)."""
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == event]
+
+
+def summaries(out: str) -> list[dict[str, Any]]:
+    """The poll's run_summary lines (one per run) in ``out``."""
+    return logged(out, "run_summary")
+
+
+def monitored(out: str, entry_point: str) -> tuple[dict[str, int], set[str]]:
+    """What the lines in ``out`` do to monitoring, as terraform/ defines it (tests/alerting.py):
+    how many times each log-based metric is incremented, and the alert policies fed."""
+    return feeds(out, entry_point=entry_point), alerts(out, entry_point=entry_point)
 
 
 class Clock:

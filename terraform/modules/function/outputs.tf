@@ -12,3 +12,8 @@ output "source_object" {
   description = "Deploy archive object, named by the MD5 of its content."
   value       = google_storage_bucket_object.source.name
 }
+
+output "timeout_seconds" {
+  description = "Maximum run time of one invocation (monitoring alerts on runs close to it)."
+  value       = var.timeout_seconds
+}
