@@ -16,6 +16,7 @@ from universign_plan import Reply
 
 from devtools.fakes.universign import UniversignFake
 from tests.universign_webhook.universign_testkit import (
+    POLL,
     WEBHOOK,
     env_without_stack,
     load_main,
@@ -30,16 +31,26 @@ from tests.universign_webhook.universign_testkit import (
 REJECTED = {"keepalive_run_duration_seconds": 1, "keepalive_webhook_rejected": 1}
 
 
-@pytest.fixture
-def bare_main(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """main.py with nothing behind it: building its clients would fail the test."""
-    module = load_main(env_without_stack(fake), monkeypatch)
+def bare(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch, entry_point: str) -> ModuleType:
+    """main.py serving ``entry_point`` with nothing behind it: building its clients would fail
+    the test."""
+    module = load_main(env_without_stack(fake), monkeypatch, entry_point=entry_point)
 
     def no_clients() -> Any:
         raise AssertionError("no clients expected")
 
     monkeypatch.setattr(module, "clients", no_clients)
     return module
+
+
+@pytest.fixture
+def bare_main(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return bare(fake, monkeypatch, WEBHOOK)
+
+
+@pytest.fixture
+def bare_poll(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return bare(fake, monkeypatch, POLL)
 
 
 def test_the_webhook_writes_the_reply_and_one_request_line(
@@ -98,20 +109,20 @@ def trigger(data: bytes) -> CloudEvent:
 
 
 def test_the_poll_runs_for_the_schedulers_empty_message(
-    bare_main: Any, monkeypatch: pytest.MonkeyPatch
+    bare_poll: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs: list[Any] = []
-    monkeypatch.setattr(bare_main, "clients", lambda: "the clients")
+    monkeypatch.setattr(bare_poll, "clients", lambda: "the clients")
     monkeypatch.setattr(
-        bare_main, "run_poll", lambda s, c, *, deadline: runs.append((s, c, deadline))
+        bare_poll, "run_poll", lambda s, c, *, deadline: runs.append((s, c, deadline))
     )
-    bare_main.universign_poll(trigger(b"{}"))
-    assert [(s, c) for s, c, _ in runs] == [(bare_main.SETTINGS, "the clients")]
+    bare_poll.universign_poll(trigger(b"{}"))
+    assert [(s, c) for s, c, _ in runs] == [(bare_poll.SETTINGS, "the clients")]
 
 
 @pytest.mark.parametrize("data", [b'{"force": true}', b"not json"])
 def test_the_poll_ignores_any_other_message(
-    bare_main: Any, monkeypatch: pytest.MonkeyPatch, data: bytes
+    bare_poll: Any, monkeypatch: pytest.MonkeyPatch, data: bytes
 ) -> None:
-    monkeypatch.setattr(bare_main, "run_poll", lambda *_a, **_k: pytest.fail("no poll expected"))
-    bare_main.universign_poll(trigger(data))  # acknowledged, never raised
+    monkeypatch.setattr(bare_poll, "run_poll", lambda *_a, **_k: pytest.fail("no poll expected"))
+    bare_poll.universign_poll(trigger(data))  # acknowledged, never raised

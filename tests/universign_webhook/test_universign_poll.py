@@ -7,6 +7,7 @@ person also check what their run_summary line does to monitoring (universign_tes
 from __future__ import annotations
 
 import time
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from tests.universign_webhook.universign_testkit import (
     make_kit,
     monitored,
     summaries,
+    webhook_client,
 )
 
 # What one poll run's run_summary feeds (keepalive_secret_reads takes its secret_reads as one
@@ -32,6 +34,18 @@ from tests.universign_webhook.universign_testkit import (
 RUN = {"keepalive_run_duration_seconds": 1, "keepalive_runs": 1, "keepalive_secret_reads": 1}
 RUN_OK = {**RUN, "keepalive_run_ok": 1}
 RUN_FAILED = {**RUN, "keepalive_run_failed": 1}
+
+
+@pytest.fixture
+def main(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """main.py served as universign_poll (its SETTINGS and logger named after it)."""
+    return load_main(kit.env, monkeypatch, entry_point=POLL)
+
+
+@pytest.fixture
+def client(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Another instance, served as universign_webhook, takes the deliveries."""
+    return webhook_client(load_main(kit.env, monkeypatch))
 
 
 def reported(out: str) -> list[tuple[str, int]]:
@@ -90,7 +104,7 @@ def test_poll_batch_limit_order_and_round_robin(
 ) -> None:
     kit = make_kit(stack, fake, UNIVERSIGN_POLL_BATCH="2")
     tracker = load_main(kit.env, monkeypatch)  # another instance (a webhook's) tracks them
-    main = load_main(kit.env, monkeypatch)
+    main = load_main(kit.env, monkeypatch, entry_point=POLL)
     ids = []
     for _ in range(3):
         tx = fake.create_transaction(state="started").id

@@ -7,11 +7,8 @@ other integrations' helpers.
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import json
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import flask
+import function_loading
 import pytest
 from alerting import alerts, feeds
 
@@ -32,9 +30,9 @@ from shared.secrets import SecretStore
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER = REPO / "functions" / "universign_webhook"
-_counter = itertools.count()
 # The two entry points; monitored() files a line under the Cloud Run service deploying it.
 WEBHOOK, POLL = "universign_webhook", "universign_poll"
+SIGNATURE_TYPES = {WEBHOOK: "http", POLL: "cloudevent"}
 
 
 def unique(prefix: str) -> str:
@@ -144,20 +142,18 @@ def kit_fixture(stack: Stack, fake: UniversignFake) -> Kit:
     return make_kit(stack, fake)
 
 
-def load_main(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """A fresh copy of main.py with ``env`` applied (settings are read when it executes), for
-    tests that need the whole function: its SETTINGS, clients() and entry points. Its sibling
-    modules are imported by bare name, as main.py imports them."""
+def load_main(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *, entry_point: str = WEBHOOK
+) -> ModuleType:
+    """main.py executed afresh under functions_framework serving ``entry_point`` (WEBHOOK or
+    POLL), with ``env`` set, for tests that need the whole function: its SETTINGS, clients()
+    and entry points (see tests/function_loading.py ``boot``). Its settings are read when it
+    executes, SETTINGS.entry_point (its logger's name) from the FUNCTION_TARGET boot sets."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    if str(FOLDER) not in sys.path:
-        monkeypatch.syspath_prepend(str(FOLDER))
-    name = f"universign_webhook_main_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, FOLDER / "main.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module: ModuleType = function_loading.boot(
+        FOLDER / "main.py", entry_point, SIGNATURE_TYPES[entry_point]
+    )
     return module
 
 
