@@ -4,7 +4,7 @@
 #
 #   make test    lint, typecheck, terraform-check, pytest; stops at the first failure
 #   make plan-gate  terraform init/validate/plan/apply/re-plan against local stand-in providers
-#   make demo    the end-to-end demo against the local emulators
+#   make demo    the main job end to end on the local emulators (INTEGRATION=hubspot: one only)
 #   make stack   the emulators in the foreground (exports in .stack/env)
 
 SHELL := /bin/bash
@@ -99,8 +99,11 @@ test:
 
 # ---------------------------------------------------------------------------- running
 
+# Every integration's story (devtools/demo_<integration>.py); INTEGRATION=bitrix24, hubspot,
+# graph, cegid or universign runs that one only.
+INTEGRATION ?=
 demo: .venv .venvs node_modules
-	.venv/bin/python -m devtools.demo
+	.venv/bin/python -m devtools.demo $(if $(INTEGRATION),--integration $(INTEGRATION))
 
 stack: .venv node_modules
 	.venv/bin/python -m devtools.stack up --env-file .stack/env

@@ -52,6 +52,7 @@ def _child(mode: str, name: str, size: int, bucket_name: str) -> dict[str, Any]:
     sys.path.insert(0, str(FUNCTION_DIR))
     storage: Any = importlib.import_module("google.cloud.storage")
     cegid_copy: Any = importlib.import_module("cegid_copy")
+    from shared.lock import LeaseLock
 
     container = cegid_copy.open_container(os.environ["BENCH_CONTAINER_URL"], CHUNK)
     bucket = storage.Client().bucket(bucket_name)
@@ -105,7 +106,10 @@ def _child(mode: str, name: str, size: int, bucket_name: str) -> dict[str, Any]:
                     timings[_s] = timings.get(_s, 0.0) + time.perf_counter() - t0
 
             setattr(cegid_copy, step, timed)
-        outcome = cegid_copy.transfer_one(dest, container, source)
+        # The run's lease lock, as cegid_run holds it around every file (fenced before the delete).
+        lock = LeaseLock(bucket, f"bench-{uuid.uuid4().hex}", lease=timedelta(minutes=30))
+        with lock.held(wait=10):
+            outcome = cegid_copy.transfer_one(dest, container, source, lock)
         assert outcome.bytes_copied == size and not outcome.already_present
         result["phases"] = timings
     result["seconds"] = time.perf_counter() - started

@@ -1,154 +1,110 @@
 """The main job, locally: ``make demo`` (or ``.venv/bin/python -m devtools.demo``).
 
-Starts the emulators and the Bitrix24 fake, seeds the secrets an operator would add, serves
-b24_token_refresh under functions-framework behind a Pub/Sub push subscription, triggers
-``b24-token-refresh-job`` as ``gcloud scheduler jobs run`` would, and prints what changed in
-Secret Manager. Everything runs on 127.0.0.1 and stops at the end.
+Starts the emulators and every provider fake, seeds what an operator would seed, serves each
+function under functions-framework (behind a Pub/Sub push subscription, or on a local port for
+the two webhooks), runs each Scheduler job as ``gcloud scheduler jobs run`` does, and prints
+what happened, a few lines per integration; then ``python -m cli status``. One story per
+integration lives in ``devtools/demo_<integration>.py``; ``--integration NAME`` runs one.
+Everything runs on 127.0.0.1 and stops at the end; the logs folder is kept and named.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 # gRPC prints connection notices at shutdown that say nothing about the demo; it reads this
 # when first imported, so it is set before anything imports it.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-import requests
-
-from devtools import gcp, scheduler
-from devtools.fakes.bitrix24 import Bitrix24Fake, seed_secrets
-from devtools.stack import FunctionServer, Stack, start_function
+from devtools import (
+    demo_bitrix24,
+    demo_cegid,
+    demo_graph,
+    demo_hubspot,
+    demo_universign,
+)
+from devtools.demo_kit import Demo, DemoFailed, say, step
+from devtools.stack import Stack
 
 PROJECT = "local-project"
-SECRETS = {
-    "client_id": "b24-client-id",
-    "client_secret": "b24-client-secret",
-    "refresh_token": "b24-refresh-token",
-    "access_token": "b24-access-token",
+STORIES: dict[str, ModuleType] = {
+    "bitrix24": demo_bitrix24,
+    "hubspot": demo_hubspot,
+    "graph": demo_graph,
+    "cegid": demo_cegid,
+    "universign": demo_universign,
 }
 
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
+def show_status(demo: Demo) -> None:
+    """What an operator sees; something needing attention fails the demo."""
+    from cli.__main__ import main as cli_main
+
+    exports = "".join(f"{key}={value} " for key, value in demo.status_env.items())
+    say(f"\n== What an operator sees: {exports}python -m cli status --project {demo.project} ==")
+    os.environ.update(demo.status_env)
+    with demo.step("python -m cli status: one row per credential and subscription"):
+        code = cli_main(["status", "--project", demo.project])
+        if code != 0:
+            raise RuntimeError(f"exit status {code}: an item above needs attention")
 
 
-def summaries(server: FunctionServer) -> list[dict[str, Any]]:
-    lines = server.log_text().splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{") and '"run_summary"' in line]
-
-
-def wait_for_run(server: FunctionServer, seen: int, timeout: float = 60) -> dict[str, Any]:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        found = summaries(server)
-        if len(found) > seen:
-            return found[-1]
-        time.sleep(0.1)
-    raise SystemExit(f"no run finished within {timeout}s; function log:\n{server.log_text()}")
-
-
-def describe(store: Any, secret_id: str) -> str:
-    from google.cloud import secretmanager
-
-    versions = store.client.list_secret_versions(request={"parent": store.path(secret_id)})
-    states = {
-        int(v.name.rsplit("/", 1)[-1]): secretmanager.SecretVersion.State(v.state).name.lower()
-        for v in versions
-    }
-    shown = ", ".join(f"v{n} {states[n]}" for n in sorted(states))
-    return f"{secret_id:20} {shown or 'no versions'}"
-
-
-def show_state(store: Any) -> None:
-    for secret_id in ("b24-refresh-token", "b24-access-token"):
-        say(f"    {describe(store, secret_id)}")
-    annotations = store.info("b24-access-token").annotations
-    keys = ("state", "expires-at", "refreshed-at", "refresh-token-version")
-    say("    b24-access-token annotations: " + ", ".join(f"{k}={annotations.get(k)}" for k in keys))
-
-
-def trigger(server: FunctionServer, job: str, seen: int) -> dict[str, Any]:
-    say(f"\n$ gcloud scheduler jobs run {job}   # locally: publish the job's body to its topic")
-    scheduler.run(job, project=PROJECT)
-    summary = wait_for_run(server, seen)
-    say(f"  -> {summary['result']} ({summary['reason']}), expires at {summary.get('expires_at')}")
-    return summary
-
-
-def main() -> int:
-    log_dir = Path(tempfile.mkdtemp(prefix="keepalive-demo-"))
-    say("== Local stack: Pub/Sub emulator, fake-gcs-server, Secret Manager stand-in ==")
-    with Stack(log_dir, project=PROJECT) as stack, Bitrix24Fake() as fake:
-        assert isinstance(fake, Bitrix24Fake)
-        stack.start(["pubsub", "gcs", "secretmanager"])
+def run(names: list[str], log_dir: Path) -> None:
+    services = list(dict.fromkeys(s for name in names for s in STORIES[name].SERVICES))
+    say(f"== Local stack: {', '.join(services)} on 127.0.0.1 ==")
+    with Stack(log_dir, project=PROJECT) as stack:
+        with step(f"start the emulators ({', '.join(services)})", log_dir):
+            stack.start(services)
         env = stack.env()
-        for key in (
-            "PUBSUB_EMULATOR_HOST",
-            "STORAGE_EMULATOR_HOST",
-            "SECRET_MANAGER_EMULATOR_HOST",
-        ):
-            say(f"  {key}={env[key]}")
-        say(f"  Bitrix24 fake: {fake.url}")
         os.environ.update(env)
         from shared.secrets import SecretStore
 
-        store = SecretStore(PROJECT)
-        say("\n== Secrets, as deploy.sh would add them (values are never printed) ==")
-        seed_secrets(fake, store, SECRETS)
-        show_state(store)
-
-        gcp.create_bucket("local-keepalive-state", project=PROJECT)
-        job = scheduler.JOBS["b24-token-refresh-job"]
-        server = start_function(
-            "b24_token_refresh",
-            "b24_token_refresh",
-            signature_type="cloudevent",
-            env={
-                **env,
-                "STATE_BUCKET": "local-keepalive-state",
-                "B24_OAUTH_URL": f"{fake.url}/oauth/token/",
-            },
-            log_dir=log_dir,
-        )
+        demo = Demo(PROJECT, log_dir, env, SecretStore(PROJECT))
         try:
-            gcp.create_push_subscription(PROJECT, job.topic, "b24-token-refresh", server.url)
-            say(f"\n== b24_token_refresh served on {server.url}, pushed from {job.topic} ==")
-
-            trigger(server, job.name, 0)
-            show_state(store)
-            token = store.read("b24-access-token").value
-            check = requests.get(
-                f"{fake.url}/rest/user.current.json", params={"auth": token}, timeout=5
-            )
-            say(f"  Bitrix24 REST call with the stored access token: HTTP {check.status_code}")
-
-            say("\n== The next scheduled run: the token outlives the 35-minute margin ==")
-            trigger(server, job.name, 1)
-            say(f"  Bitrix24 token endpoint calls so far: {fake.refreshes}")
-
-            say('\n== A forced refresh: a message {"force": true} on the trigger topic ==')
-            client = gcp.publisher()
-            client.publish(gcp.topic_path(PROJECT, job.topic), b'{"force": true}').result(30)
-            client.transport.close()
-            summary = wait_for_run(server, 2)
-            say(f"  -> {summary['result']} ({summary['reason']})")
-            show_state(store)
-            say(f"  Bitrix24 token endpoint calls: {fake.refreshes}; tokens reused: {fake.reused}")
-            say("\n$ python -m cli status --project local-project   # what an operator sees")
-            from cli.__main__ import main as cli_main
-
-            code = cli_main(["status", "--project", PROJECT])
-            say(f"  (exit status {code}: non-zero when something needs attention)")
-            say(f"\nLogs of this run: {log_dir}")
+            for name in names:
+                say(f"\n== {STORIES[name].TITLE} ==")
+                try:
+                    STORIES[name].run(demo)
+                except (DemoFailed, KeyboardInterrupt):
+                    raise
+                except Exception as error:  # outside a step: named by its story
+                    raise DemoFailed(f"the {name} story", error, log_dir) from error
+            show_status(demo)
         finally:
-            server.stop()
+            demo.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
+    parser.add_argument(
+        "--integration",
+        choices=sorted(STORIES),
+        help="run this integration's story only (default: all five)",
+    )
+    args = parser.parse_args(argv)
+    names = [args.integration] if args.integration else list(STORIES)
+    log_dir = Path(tempfile.mkdtemp(prefix="keepalive-demo-"))
+    started = time.monotonic()
+    try:
+        run(names, log_dir)
+    except DemoFailed as failure:
+        print(
+            f"\nDEMO FAILED at step: {failure.step}\n"
+            f"  {type(failure.error).__name__}: {failure.error}\n"
+            f"  logs: {failure.logs}\n"
+            f"  all logs of this run: {log_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    say(f"\nLogs of this run: {log_dir}")
+    say(f"Demo took {time.monotonic() - started:.0f}s.")
     return 0
 
 

@@ -110,7 +110,10 @@ class CloudLoggingFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and key != "json_fields" and key not in payload:
                 payload[key] = value
-        return json.dumps(_redact_values(payload), default=str, ensure_ascii=False)
+        line = json.dumps(_redact_values(payload), default=str, ensure_ascii=False)
+        # A lone surrogate (hostile input quoted in a message) cannot be written as UTF-8 and
+        # would lose the whole line at the stream; escape it so the line is still written.
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -5,7 +5,8 @@
 #
 # Accounts are not Terraform resources: `python -m cli hubspot add-account <id>` creates their
 # secrets at any time. So the function cannot be granted per secret; it gets project-level
-# bindings whose IAM condition limits them to secrets named hubspot-*.
+# bindings whose IAM condition limits them to secrets named hubspot-*, and the bindings that
+# change secrets also leave out the app's client id and secret, which it only reads.
 
 locals {
   hubspot_client_secrets = local.deploy.hubspot ? {
@@ -15,7 +16,17 @@ locals {
   hubspot_sharded = var.hubspot_shard_size > 0
   # IAM conditions see Secret Manager resources under the project *number*; versions are
   # .../secrets/<id>/versions/<n>, so the prefix covers them too.
-  hubspot_secret_condition = "resource.name.startsWith(\"projects/${data.google_project.this.number}/secrets/hubspot-\")"
+  hubspot_secrets_path     = "projects/${data.google_project.this.number}/secrets/"
+  hubspot_secret_condition = "resource.name.startsWith(\"${local.hubspot_secrets_path}hubspot-\")"
+  # Adding, disabling or destroying versions, annotating, creating: hubspot-* except each
+  # client secret and its versions. A function that could write hubspot-client-secret could
+  # replace or destroy the app's secret for every account and every other service using it.
+  hubspot_secret_write_condition = join(" && ", concat(
+    [local.hubspot_secret_condition],
+    [for id in sort(values(local.hubspot_client_secrets)) :
+      "!(resource.name == \"${local.hubspot_secrets_path}${id}\" || resource.name.startsWith(\"${local.hubspot_secrets_path}${id}/\"))"
+    ],
+  ))
 }
 
 resource "google_secret_manager_secret" "hubspot_client" {
@@ -79,12 +90,38 @@ resource "google_secret_manager_secret_iam_member" "hubspot_read_client" {
 }
 
 # Account secrets (and other apps' hubspot-client-* pairs) come and go with the CLI, so these
-# bindings sit on the project with a condition on the secret name: read values; add, list and
-# destroy versions; read metadata and write the status annotations. Nothing outside hubspot-*.
+# bindings sit on the project with a condition on the secret name: read values and version
+# numbers of hubspot-*; add, disable and destroy versions, read metadata and write the status
+# annotations of hubspot-* but the client id and secret (hubspot_secret_write_condition).
 resource "google_project_iam_member" "hubspot_secret_read" {
   count   = local.deploy.hubspot ? 1 : 0
   project = var.project_id
   role    = "roles/secretmanager.secretAccessor"
+  member  = "serviceAccount:${google_service_account.hubspot[0].email}"
+
+  condition {
+    title       = "hubspot-secrets-only"
+    description = "Secrets whose id starts with hubspot-"
+    expression  = local.hubspot_secret_condition
+  }
+}
+
+# The version numbers of the client id and secret (new versions lift a refusal made with the
+# old ones): secretmanager.versions.get, which secretVersionManager gives only where the
+# function may write, so granted alone on every hubspot-* secret.
+resource "google_project_iam_custom_role" "hubspot_version_viewer" {
+  count       = local.deploy.hubspot ? 1 : 0
+  role_id     = "keepaliveHubspotVersionViewer"
+  title       = "Keep-alive HubSpot secret version viewer"
+  description = "Read secret version metadata (number, state), never a value."
+  permissions = ["secretmanager.versions.get"]
+  depends_on  = [time_sleep.apis_ready]
+}
+
+resource "google_project_iam_member" "hubspot_secret_version_view" {
+  count   = local.deploy.hubspot ? 1 : 0
+  project = var.project_id
+  role    = google_project_iam_custom_role.hubspot_version_viewer[0].id
   member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
@@ -101,9 +138,9 @@ resource "google_project_iam_member" "hubspot_secret_versions" {
   member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
-    title       = "hubspot-secrets-only"
-    description = "Secrets whose id starts with hubspot-"
-    expression  = local.hubspot_secret_condition
+    title       = "hubspot-secrets-but-client-credentials"
+    description = "Secrets whose id starts with hubspot-, except the app's client id and secret"
+    expression  = local.hubspot_secret_write_condition
   }
 }
 
@@ -114,9 +151,9 @@ resource "google_project_iam_member" "hubspot_secret_annotate" {
   member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
-    title       = "hubspot-secrets-only"
-    description = "Secrets whose id starts with hubspot-"
-    expression  = local.hubspot_secret_condition
+    title       = "hubspot-secrets-but-client-credentials"
+    description = "Secrets whose id starts with hubspot-, except the app's client id and secret"
+    expression  = local.hubspot_secret_write_condition
   }
 }
 
@@ -140,9 +177,9 @@ resource "google_project_iam_member" "hubspot_secret_create" {
   member  = "serviceAccount:${google_service_account.hubspot[0].email}"
 
   condition {
-    title       = "hubspot-secrets-only"
-    description = "Secrets whose id starts with hubspot-"
-    expression  = local.hubspot_secret_condition
+    title       = "hubspot-secrets-but-client-credentials"
+    description = "Secrets whose id starts with hubspot-, except the app's client id and secret"
+    expression  = local.hubspot_secret_write_condition
   }
 }
 
@@ -230,6 +267,7 @@ module "hubspot_refresh" {
   depends_on = [
     google_secret_manager_secret_iam_member.hubspot_read_client,
     google_project_iam_member.hubspot_secret_read,
+    google_project_iam_member.hubspot_secret_version_view,
     google_project_iam_member.hubspot_secret_list,
     google_service_account_iam_member.pubsub_agent_token_creator,
   ]

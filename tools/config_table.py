@@ -114,8 +114,8 @@ MEANINGS: dict[str, str] = {
     "final.",
     "UNIVERSIGN_WEBHOOK_MAX_BYTES": "Largest webhook body accepted.",
     "UNIVERSIGN_JWKS_TTL_SECONDS": "How long the key set is cached.",
-    "UNIVERSIGN_JWKS_MIN_REFETCH_SECONDS": "Least time between two key set fetches (unknown "
-    "key ids).",
+    "UNIVERSIGN_JWKS_MIN_REFETCH_SECONDS": "Least time between two key set fetches for the "
+    "same unknown key id, and between retries of an expired key set.",
     "UNIVERSIGN_HISTORY_SIZE": "Status observations kept per transaction document.",
     "UNIVERSIGN_EVENT_LEASE_SECONDS": "How long a webhook event claim is held.",
     "UNIVERSIGN_OUTBOX_RETRY_SECONDS": "Wait before re-sending an undelivered status message.",

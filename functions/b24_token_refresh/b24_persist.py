@@ -5,18 +5,28 @@ first (retried until the run's deadline, because the old one is already spent), 
 access token, then the status annotations; old versions are destroyed last. A refusal is
 recorded as needs-reauth with an ERROR saying what to do; a transient failure is recorded
 and raised, so Pub/Sub delivers again.
+
+Every write is fenced (``shared.lock.LeaseLock.fence``): a run whose lease is nearly over may
+have been overtaken by another run, so it writes nothing more and stops with ``LeaseLost``
+(transient: Pub/Sub delivers again, and the run reports ``failed`` with reason
+``lease_lost``). One write is exempt: the rotated refresh token. Bitrix24 has already spent
+the old one, so the new one is the only valid token; skipping it would lose the credential,
+while storing it late costs at most a successor that read the old one an ``invalid_grant``.
+It is stored with a WARNING, and then the run stops: the status still names the previous
+refresh-token version, so the next run refreshes with the stored one.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from b24_api import Tokens
 from b24_plan import Outcome
 
 from shared import clock, logs
 from shared.errors import ProviderError
+from shared.lock import LeaseLost
 from shared.secrets import with_retry
 from shared.status import CredentialStatus
 
@@ -24,6 +34,12 @@ if TYPE_CHECKING:
     from main import Clients, Settings  # types only: main imports b24_run, which imports this
 
 log = logging.getLogger("b24_token_refresh")  # the function's logger: see main.log
+
+
+class Fence(Protocol):
+    """What the writes need of the lock (shared.lock.LeaseLock has it)."""
+
+    def fence(self, step: str) -> None: ...
 
 
 def store_tokens(
@@ -34,9 +50,13 @@ def store_tokens(
     tokens: Tokens,
     reason: str,
     deadline: float,
+    *,
+    lock: Fence,
 ) -> Outcome:
     """Store what Bitrix24 answered: the refresh token first, then the access token and the
-    status annotations; prune old versions."""
+    status annotations; prune old versions. Each step is fenced; the refresh token is stored
+    even when the lease ran short (see the module docstring)."""
+    lease_lost = _fence_or_warn(lock, settings.refresh_token_secret)
     try:
         rt_new = with_retry(
             lambda: clients.store.add_version(settings.refresh_token_secret, tokens.refresh_token),
@@ -52,6 +72,7 @@ def store_tokens(
             settings.refresh_token_secret,
             extra=logs.fields(event="needs_reauth", provider="bitrix24", error_code="lost"),
         )
+        lock.fence(f"annotating {settings.access_token_secret}")
         annotate_best_effort(
             settings,
             clients,
@@ -62,7 +83,10 @@ def store_tokens(
             ),
         )
         return Outcome("needs-reauth", "rotated refresh token could not be stored")
+    if lease_lost is not None:
+        raise lease_lost
 
+    lock.fence(f"storing {settings.access_token_secret}")
     at_new = with_retry(
         lambda: clients.store.add_version(settings.access_token_secret, tokens.access_token),
         deadline=deadline,
@@ -71,6 +95,7 @@ def store_tokens(
     new_status = status.succeeded(
         now=clock.now(), expires_at=tokens.expires_at, refresh_token_version=rt_new
     )
+    lock.fence(f"annotating {settings.access_token_secret}")
     with_retry(
         lambda: clients.store.update_annotations(
             settings.access_token_secret, new_status.to_annotations()
@@ -78,8 +103,24 @@ def store_tokens(
         deadline=deadline,
         what=f"annotating {settings.access_token_secret}",
     )
+    lock.fence("destroying old versions")
     prune(settings, clients)
     return Outcome("refreshed", reason, tokens.expires_at, rt_new, at_new)
+
+
+def _fence_or_warn(lock: Fence, refresh_token_secret: str) -> LeaseLost | None:
+    """The fence before storing a rotated refresh token: a short lease does not stop that
+    write (the old token is spent), it is only returned so the run stops right after it."""
+    try:
+        lock.fence(f"storing {refresh_token_secret}")
+    except LeaseLost as lost:
+        log.warning(
+            "the lease on the Bitrix24 lock ran short after Bitrix24 rotated the refresh "
+            "token; storing the new refresh token anyway (the previous one is spent, so it is "
+            "the only valid token), then stopping without further writes"
+        )
+        return lost
+    return None
 
 
 def record_failure(
@@ -88,9 +129,15 @@ def record_failure(
     status: CredentialStatus,
     rt_version: int,
     error: ProviderError,
+    *,
+    lock: Fence,
 ) -> Outcome:
     """A refusal: needs-reauth, recorded, and an ERROR saying what to do. Anything else: the
-    failure recorded (best effort) and raised again, so Pub/Sub delivers again."""
+    failure recorded (best effort) and raised again, so Pub/Sub delivers again.
+
+    Fenced before anything: once the lease ran short, another run may have spent the token
+    this one was refused with, so neither the refusal nor the failure is recorded."""
+    lock.fence(f"recording the failure on {settings.access_token_secret}")
     now = clock.now()
     if error.terminal:
         log.error(

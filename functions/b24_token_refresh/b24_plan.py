@@ -16,9 +16,7 @@ from shared.status import CredentialStatus, Decision, decide
 
 def parse_request(data: dict[str, Any]) -> bool:
     """``{}`` refreshes when due; ``{"force": true}`` refreshes now. Anything else is refused."""
-    unknown = set(data) - {"force"}
-    if unknown:
-        raise events.BadMessage(f"unknown fields {sorted(unknown)}; expected {{}} or force")
+    events.refuse_unknown_fields(data, {"force"}, "{} or force")
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise events.BadMessage("force must be true or false")

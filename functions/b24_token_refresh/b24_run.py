@@ -1,7 +1,10 @@
 """One Bitrix24 run: decide, lock and re-read, call Bitrix24, persist, report.
 
 The steps are numbered as in main's docstring. Two runs never spend the same single-use
-refresh token: the refresh happens under a lease lock, after the status was read again.
+refresh token: the refresh happens under a lease lock, after the status was read again, and
+the lock is fenced (``LeaseLock.fence``) right before Bitrix24 is called: a run that stalled
+until its lease is nearly over stops there (``LeaseLost``, transient) instead of spending a
+token another run may be spending or have spent already.
 """
 
 from __future__ import annotations
@@ -85,11 +88,11 @@ def _decide_and_refresh(
         clients.bucket, f"b24-{settings.refresh_token_secret}", lease=settings.lock_lease
     )
     try:
-        with lock.held(lock_wait(settings.lock_wait_seconds, deadline)):
+        with lock.held(lock_wait(settings.lock_wait_seconds, deadline)) as held:
             refresh, reason, status, rt_version = due()
             if not refresh:
                 return not_called(reason, status.expires_at)
-            return _refresh(settings, clients, status, rt_version, reason, deadline)
+            return _refresh(settings, clients, status, rt_version, reason, deadline, held)
     except LockBusy:
         # Raising makes Pub/Sub deliver again later; by then the holder has finished.
         log.warning("another run holds the Bitrix24 refresh lock; retrying later")
@@ -106,11 +109,14 @@ def _refresh(
     rt_version: int | None,
     reason: str,
     deadline: float,
+    lock: LeaseLock,
 ) -> Outcome:
     log.info("refreshing Bitrix24 tokens (%s)", reason)
     client_id = clients.store.read(settings.client_id_secret).value
     client_secret = clients.store.read(settings.client_secret_secret).value
     refresh_token = clients.store.read(settings.refresh_token_secret)
+    # The call spends the refresh token: only while the lease surely is still ours.
+    lock.fence("calling Bitrix24")
     try:
         tokens = call_bitrix24(
             settings.oauth_url,
@@ -121,8 +127,10 @@ def _refresh(
             deadline,
         )
     except ProviderError as error:
-        return record_failure(settings, clients, status, refresh_token.version, error)
-    return store_tokens(settings, clients, status, refresh_token.version, tokens, reason, deadline)
+        return record_failure(settings, clients, status, refresh_token.version, error, lock=lock)
+    return store_tokens(
+        settings, clients, status, refresh_token.version, tokens, reason, deadline, lock=lock
+    )
 
 
 # 6. Report -----------------------------------------------------------------------------

@@ -9,6 +9,8 @@ The story of one run (each step names the module that does it):
      token expires within the margin, its expiry is unknown, the refresh token changed since
      the last refresh, or the message forces it.
   3. Lock, then re-read (``b24_run``): two runs never spend the same single-use refresh token.
+     The lease is checked again before the call and before each write (``LeaseLock.fence``):
+     a run that stalled past it stops with ``lease_lost`` (see ``b24_persist``).
   4. Call Bitrix24 (``b24_api``): GET the token endpoint with the refresh token; read the
      answer and its expiry, class a refusal as terminal or transient.
   5. Persist (``b24_persist``): the new refresh token first (retried until the run's deadline,

@@ -3,21 +3,28 @@
 The path of one file (each step may fail or the process may die; the next run finishes):
 
 1. Shortcut: ``cegid/<name>`` already holds a copy of this very source version (its
-   ``cegid-source-etag`` metadata matches, written only by step 4 from a verified upload), or
-   the same bytes per Azure's Content-MD5 -> delete the source, done.
+   ``cegid-source-etag`` metadata matches, written only by step 4 from a verified upload)
+   -> delete the source, done. An object that only has the same size and MD5 as Azure's
+   Content-MD5 is not taken on trust (Azure does not validate that property for blobs
+   uploaded in blocks, and anyone may set it; cegid_plan.is_copy_of): the blob is read and
+   step 4 compares that object with the bytes read.
 2. Stream: Azure ranged GETs (``chunk_bytes`` each, one at a time, conditioned on the listed
    ETag) feed a resumable upload (``upload_chunk_bytes`` per request) to a staging object
    with a unique name (``<staging prefix><run id>/...``). A reader thread and a bounded queue
    overlap download and upload, so memory is a few chunks whatever the file size. MD5 and
    CRC32C are computed over the bytes as they arrive from Azure.
 3. Verify: size, MD5 and CRC32C that Cloud Storage stored for the staging object against the
-   bytes read, and the bytes read against Azure's Content-MD5 when the blob has one.
+   bytes read, and the bytes read against Azure's Content-MD5 when the blob has one (a
+   mismatch keeps the source: either the read or the property is wrong, and a person looks).
 4. Publish: server-side copy (rewrite) of the staging object to ``cegid/<name>`` with
    ``if_generation_match=0``. Same name with the same bytes -> nothing to write. Same name
    with other bytes -> the copy goes to ``<stem>.<md5 prefix><ext>`` instead (content
    addressed, so a rerun finds it), and the other file is never touched.
 5. Delete the staging object, then the source blob (conditioned on its ETag, so a newer
-   version Cegid dropped meanwhile is kept for the next run).
+   version Cegid dropped meanwhile is kept for the next run), but only while the run's lease
+   lock still has its safety margin (``LeaseLock.fence``): a run stalled past its lease stops
+   with ``LeaseLost`` before the one step that cannot be undone, and the next run, finding
+   the published copy by its ``cegid-source-etag``, deletes the source.
 
 Why a staging object rather than uploading straight to the final name: the final name only
 ever receives complete, verified content, and correctness does not rest on a precondition
@@ -62,6 +69,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from shared.errors import TransientError
+from shared.lock import LeaseLock
 
 log = logging.getLogger(__name__)
 
@@ -344,11 +352,14 @@ class FileResult:
     bytes_copied: int
 
 
-def transfer_one(dest: Destination, container: ContainerClient, blob: SourceBlob) -> FileResult:
+def transfer_one(
+    dest: Destination, container: ContainerClient, blob: SourceBlob, lock: LeaseLock
+) -> FileResult:
+    """Move ``blob``; ``lock`` is the run's lease lock, held, fenced before the source delete."""
     landing = final_name(dest.prefix, blob.name)
     existing = dest.bucket.get_blob(landing)
     if existing is not None and is_copy_of(existing, blob):
-        delete_source(container, blob)
+        _delete_source_fenced(container, blob, lock)
         return FileResult(blob.name, landing, True, 0)
 
     staging = dest.bucket.blob(staging_name(dest.staging_prefix, dest.run_id, blob.name))
@@ -359,8 +370,14 @@ def transfer_one(dest: Destination, container: ContainerClient, blob: SourceBlob
         landed, already = publish(dest.bucket, staging, landing, digest)
     finally:
         _delete_quietly(staging)
-    delete_source(container, blob)
+    _delete_source_fenced(container, blob, lock)
     return FileResult(blob.name, landed, already, 0 if already else digest.size)
+
+
+def _delete_source_fenced(container: ContainerClient, blob: SourceBlob, lock: LeaseLock) -> None:
+    # Raises LeaseLost when the lease ran short: the copy is published, the source stays.
+    lock.fence(f"deleting {blob.name} from Azure")
+    delete_source(container, blob)
 
 
 def _delete_quietly(obj: storage.Blob) -> None:

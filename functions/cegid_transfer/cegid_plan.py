@@ -150,14 +150,17 @@ def fits_in_run(size: int, mib_per_second: int, now: float, deadline: float) -> 
 
 
 def is_copy_of(obj: StoredObject, blob: SourceBlob) -> bool:
-    """Whether ``obj`` already holds this source version (see cegid_copy's docstring, step 1)."""
-    if obj.size != blob.size:
-        return False
-    if (obj.metadata or {}).get(SOURCE_ETAG_KEY) == blob.etag:
-        return True
-    if blob.content_md5 is not None and obj.md5_hash is not None:
-        return bool(obj.md5_hash == base64.b64encode(blob.content_md5).decode())
-    return False
+    """Whether ``obj`` already holds this source version without reading it again: only an
+    object this function published from a verified read of that very version (its
+    ``cegid-source-etag``; see cegid_copy's docstring, step 1).
+
+    Azure's Content-MD5 is no proof. Azure validates it only on a single Put Blob; for a blob
+    committed from blocks it is whatever the uploader claimed, and Set Blob Properties replaces
+    it on any blob, single put included, leaving no trace in the properties or the block list.
+    So a stored MD5 equal to the source's Content-MD5 proves nothing about the source's bytes,
+    and an object that merely looks the same is compared with the bytes read instead
+    (cegid_copy.publish)."""
+    return obj.size == blob.size and (obj.metadata or {}).get(SOURCE_ETAG_KEY) == blob.etag
 
 
 def mismatches(obj: StoredObject, digest: Digest) -> list[str]:
@@ -212,9 +215,7 @@ class BadForceRequest(ValueError):
 
 def parse_force(data: dict[str, Any]) -> tuple[str | None, str | None]:
     """``{"action": "force", "name"?: str, "time"?: "HH:MM"}``; anything else is refused."""
-    unknown = set(data) - {"action", "name", "time"}
-    if unknown:
-        raise events.BadMessage(f"unknown fields {sorted(unknown)}")
+    events.refuse_unknown_fields(data, {"action", "name", "time"}, "action, name, time")
     if data.get("action") != "force":
         raise events.BadMessage('action must be "force"')
     name, at = data.get("name"), data.get("time")
@@ -230,7 +231,8 @@ def parse_hhmm(value: str) -> time:
         hours, minutes = value.strip().split(":")
         return time(int(hours), int(minutes))
     except ValueError:
-        raise BadForceRequest(f"time must be HH:MM (UTC), got {value!r}") from None
+        # Quoted short: enough to see the mistake, never a whole payload.
+        raise BadForceRequest(f"time must be HH:MM (UTC), got {value[:16]!r}") from None
 
 
 def force_time(at: str | None, default: str | None, now: datetime | None = None) -> datetime:

@@ -15,7 +15,7 @@ from cegid_plan import SasError, Summary, check_sas, fits_in_run, run_id, sas_ad
 
 from shared import clock, logs, runtime
 from shared.errors import TerminalError
-from shared.lock import LeaseLock, LockBusy
+from shared.lock import LeaseLock, LeaseLost, LockBusy
 from shared.redact import register
 from shared.secrets import read_required
 
@@ -100,7 +100,13 @@ def _transfer(settings: Settings, clients: Clients, summary: Summary, deadline: 
                 summary.deferred += 1
                 continue
             try:
-                result = transfer_one(dest, container, blob)
+                result = transfer_one(dest, container, blob, lock)
+            except LeaseLost:
+                # The lock may be another run's by now: stop the whole run (transient, so the
+                # message is delivered again); this file's copy is kept, its source too.
+                summary.failed += 1
+                summary.failed_names.append(blob.name)
+                raise
             except Exception as error:  # noqa: BLE001 - one file never stops the others
                 summary.failed += 1
                 summary.failed_names.append(blob.name)

@@ -16,9 +16,10 @@ does it):
   4. Move each blob that still fits in the run's time (``cegid_plan.fits_in_run``) with
      ``cegid_copy.transfer_one``: stream it to a staging object, verify MD5 and CRC32C, publish
      it as ``cegid/<blob name>`` without ever overwriting another file (names:
-     ``cegid_plan``), then delete the source. One file's failure is logged and counted; the
-     others go on. A file that failed or did not fit in this run's time stays in Azure for the
-     next run.
+     ``cegid_plan``), then delete the source, fenced by the lock's remaining lease. One file's
+     failure is logged and counted; the others go on. A file that failed or did not fit in
+     this run's time stays in Azure for the next run. A lease run short (``LeaseLost``) stops
+     the run and Pub/Sub delivers the message again.
   5. Report (``cegid_run.report``): one summary line (files, bytes, seconds, already present,
      failed).
 Each landed object announces itself through the bucket's notification to ``cegid-files``.

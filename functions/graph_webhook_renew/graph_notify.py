@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import logs
 from shared.errors import ProviderError
+from shared.safe_json import UntrustedJsonError, loads_untrusted
 
 if TYPE_CHECKING:
     # Types only: main reads the environment when imported.
@@ -72,9 +73,10 @@ def notify(settings: Settings, clients: Clients, request: flask.Request) -> Repl
     if len(raw) > settings.notify_max_bytes:
         return error_reply(413, "body too large")
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return error_reply(400, "body is not JSON")
+        # Deep nesting, huge integers, lone surrogates: refused here as a 400, not a 500 later.
+        body = loads_untrusted(raw)
+    except UntrustedJsonError as refused:
+        return error_reply(400, f"body is not usable JSON: {refused}")
     items = body.get("value") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         return error_reply(400, 'body must be {"value": [notifications]}')
@@ -148,7 +150,10 @@ def sort_items(items: list[Any], secret: bytes) -> Batch:
             batch.malformed += 1
             continue
         state = item.get("clientState")
-        if not isinstance(state, str) or not hmac.compare_digest(state.encode("utf-8"), secret):
+        # surrogatepass: a lone surrogate encodes to bytes no UTF-8 secret has, never raises.
+        if not isinstance(state, str) or not hmac.compare_digest(
+            state.encode("utf-8", "surrogatepass"), secret
+        ):
             batch.forged += 1
             continue
         clean = {k: v for k, v in item.items() if k != "clientState"}

@@ -215,9 +215,7 @@ class RenewRequest:
 
 def parse_request(data: dict[str, Any]) -> RenewRequest:
     """``{}`` reconciles; ``reauthorize`` lists subscription ids to reauthorise first."""
-    unknown = set(data) - {"reauthorize", "reason"}
-    if unknown:
-        raise events.BadMessage(f"unknown fields {sorted(unknown)}; expected reauthorize, reason")
+    events.refuse_unknown_fields(data, {"reauthorize", "reason"}, "reauthorize, reason")
     ids = data.get("reauthorize", [])
     if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
         raise events.BadMessage("reauthorize must be a list of subscription ids")

@@ -5,6 +5,11 @@ with the settings and the instance's clients. ``reconcile`` takes the lease lock
 app's subscriptions through graph_api, lets graph_plan decide, carries out each step and ends
 with one ``run_summary`` line. Anything a person must fix is an ERROR saying what to do; a
 transient failure is raised at the end so Pub/Sub delivers the trigger again.
+
+Creating and deleting are fenced (``shared.lock.LeaseLock.fence``): a run stalled until its
+lease is nearly over may have been overtaken by another run, and two creators make duplicate
+subscriptions. Such a run carries out no further step, reports ``failed`` and raises
+``LeaseLost`` (transient); renewing needs no fence (a second renewal only extends again).
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from shared import clock, logs, runtime
 from shared.errors import SECRET_MISSING, ProviderError, TransientError
 
 if TYPE_CHECKING:
-    # Types only: main reads the environment when imported, and graph_api imports requests.
+    # Types only: main reads the environment when imported, and graph_api (like shared.lock,
+    # through Cloud Storage) imports requests.
     from graph_api import GraphClient
     from main import Clients, Settings
+
+    from shared.lock import LeaseLock
 
 # main.py's logger: logs.setup names it after FUNCTION_TARGET, which functions-framework sets
 # to the entry point it serves, and only graph_webhook_renew runs this module.
@@ -85,7 +93,7 @@ def reconcile(
         report(settings, tally, request.reason, meter, "lock_busy")
         raise TransientError("another reconciler run holds the lock", code="lock_busy")
     try:
-        _reconcile_locked(settings, clients, request, tally, deadline)
+        _reconcile_locked(settings, clients, request, tally, deadline, lock)
     finally:
         if lock is not None:
             lock.release()
@@ -98,8 +106,15 @@ def reconcile(
 
 
 def _reconcile_locked(
-    settings: Settings, clients: Clients, request: RenewRequest, tally: Tally, deadline: float
+    settings: Settings,
+    clients: Clients,
+    request: RenewRequest,
+    tally: Tally,
+    deadline: float,
+    lock: LeaseLock | None,
 ) -> None:
+    from shared.lock import LeaseLost  # imported by reconcile already (see there)
+
     assert settings.notification_url is not None
     try:
         graph = clients.graph
@@ -129,11 +144,13 @@ def _reconcile_locked(
             if step.keep is not None and step.keep.id in must_renew:
                 step = replace(step, renew=True)  # renewing reauthorises too
             try:
-                _carry_out(settings, graph, step, client_state, tally, deadline)
+                _carry_out(settings, graph, step, client_state, tally, deadline, lock)
             except ProviderError as error:
                 tally.failed += 1
                 tally.errors.append(error)
                 _log_failure(step.desired, error)
+                if isinstance(error, LeaseLost):
+                    break  # another run may hold the lock now: the rest is left to it
     except ProviderError as error:
         # Listing or the token failed: nothing could be checked this run.
         tally.failed += 1
@@ -167,11 +184,17 @@ def _carry_out(
     client_state: str,
     tally: Tally,
     deadline: float,
+    lock: LeaseLock | None,
 ) -> None:
     assert settings.notification_url is not None
     want = step.desired
 
+    def fence(what: str) -> None:
+        if lock is not None:
+            lock.fence(f"{what} for {want.describe()}")
+
     def create() -> Subscription:
+        fence("creating a subscription")
         return graph.create(
             resource=want.resource,
             change_type=want.change_type,
@@ -210,6 +233,7 @@ def _carry_out(
         tally.expiries.append(kept.expires_at)
     # Delete extras only once the kept one is certain, so there is never a gap.
     for extra in step.delete:
+        fence(f"deleting subscription {extra.id}")
         if graph.delete(extra.id, deadline=deadline):
             tally.deleted += 1
             log.info("deleted duplicate subscription %s for %s", extra.id, want.describe())

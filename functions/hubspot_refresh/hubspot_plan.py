@@ -83,11 +83,7 @@ def parse_request(data: dict[str, Any]) -> RunRequest:
     """``{}``, ``{"force": true}``, ``{"force": true, "accounts": ["62515"]}``, or a work
     message this function published (``"shard"``). Anything else is refused."""
     allowed = WORK_FIELDS if "shard" in data else TRIGGER_FIELDS
-    unknown = set(data) - allowed
-    if unknown:
-        raise events.BadMessage(
-            f"unknown fields {sorted(unknown)}; expected {{}}, force, or force with accounts"
-        )
+    events.refuse_unknown_fields(data, allowed, "{}, force, or force with accounts")
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise events.BadMessage("force must be true or false")

@@ -4,6 +4,13 @@ The order of the writes is the point: a rotated refresh token is stored before a
 ("always use the latest one"), then the access token, then the status annotations; old
 versions are destroyed last. A failure is recorded on the account's status and never raised,
 so one account never stops the others.
+
+The HubSpot call and every write are fenced (``shared.lock.LeaseLock.fence``): a run whose
+lease on the account's lock is nearly over may have been overtaken by another run, so it
+writes nothing more and raises ``LeaseLost`` (hubspot_run counts the account as failed and
+ends the run with ``lease_lost``; Pub/Sub delivers it again). One write is exempt: a refresh
+token HubSpot just rotated is stored whatever the lease says, with a WARNING, because the old
+one may be spent and the new one then is the only valid token; the run stops right after it.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from hubspot_plan import (
 
 from shared import clock, logs
 from shared.errors import ProviderError, TransientError
-from shared.lock import LeaseLock, LockBusy
+from shared.lock import LeaseLock, LeaseLost, LockBusy
 from shared.runtime import lock_wait
 from shared.secrets import SecretStore, SecretValue, with_retry
 from shared.status import CredentialStatus, Decision
@@ -93,7 +100,7 @@ def refresh_account(
     """
     lock = LeaseLock(clients.bucket(), f"hubspot-{account.account_id}", lease=settings.lock_lease)
     try:
-        with lock.held(lock_wait(settings.lock_wait_seconds, deadline)):
+        with lock.held(lock_wait(settings.lock_wait_seconds, deadline)) as held:
             # Re-read: a run that held the lock before us may have done the work.
             info = _retrying(
                 lambda: clients.store.info_optional(account.access_token_secret),
@@ -141,6 +148,7 @@ def refresh_account(
                 decision,
                 creds,
                 deadline,
+                held,
             )
     except LockBusy:
         log.warning(
@@ -161,6 +169,7 @@ def _refresh(
     decision: Decision,
     creds: ClientCredentials,
     deadline: float,
+    lock: LeaseLock,
 ) -> str:
     account_id = account.account_id
     fields = logs.fields(account=account_id)
@@ -168,6 +177,7 @@ def _refresh(
     if not access_secret_exists:
         # Before calling HubSpot, so a missing permission costs no token. `hubspot
         # add-account` creates it up front; this covers accounts added by hand.
+        lock.fence(f"creating {account.access_token_secret}")
         clients.store.create(account.access_token_secret, labels=account_labels(account_id))
     id_secret, secret_secret = client_secret_ids(settings, account)
     try:
@@ -188,8 +198,11 @@ def _refresh(
             ),
             rt_version=None,
             client_versions=None,
+            lock=lock,
         )
     client_versions = f"{id_version}/{secret_version}"
+    # The call may spend the refresh token: only while the lease surely is still ours.
+    lock.fence("calling HubSpot")
     try:
         tokens = call_hubspot(
             settings.token_url,
@@ -208,11 +221,15 @@ def _refresh(
             error,
             rt_version=refresh_token.version,
             client_versions=client_versions,
+            lock=lock,
         )
 
     rt_version = refresh_token.version
+    lease_lost: LeaseLost | None = None
     if tokens.refresh_token is not None and tokens.refresh_token != refresh_token.value:
-        # Rotated: store it before anything else ("always use the latest one").
+        # Rotated: store it before anything else ("always use the latest one"), even when the
+        # lease ran short meanwhile (see the module docstring).
+        lease_lost = _fence_or_warn(lock, account)
         try:
             rt_version = with_retry(
                 lambda: clients.store.add_version(
@@ -234,7 +251,11 @@ def _refresh(
                 ),
                 rt_version=refresh_token.version,
                 client_versions=client_versions,
+                lock=lock,
             )
+    if lease_lost is not None:
+        raise lease_lost
+    lock.fence(f"storing {account.access_token_secret}")
     at_version = with_retry(
         lambda: clients.store.add_version(account.access_token_secret, tokens.access_token),
         deadline=deadline,
@@ -244,15 +265,34 @@ def _refresh(
         now=clock.now(), expires_at=tokens.expires_at, refresh_token_version=rt_version
     ).to_annotations()
     changes[CLIENT_VERSIONS_ANNOTATION] = None
+    lock.fence(f"annotating {account.access_token_secret}")
     with_retry(
         lambda: clients.store.update_annotations(account.access_token_secret, changes),
         deadline=deadline,
         what=f"annotating {account.access_token_secret}",
     )
+    lock.fence("destroying old versions")
     _prune(settings, clients, account.access_token_secret, at_version)
     if rt_version != refresh_token.version:
         _prune(settings, clients, account.refresh_token_secret, rt_version)
     return REFRESHED
+
+
+def _fence_or_warn(lock: LeaseLock, account: Account) -> LeaseLost | None:
+    """The fence before storing a rotated refresh token: a short lease does not stop that
+    write, it is only returned so the run stops right after it."""
+    try:
+        lock.fence(f"storing {account.refresh_token_secret}")
+    except LeaseLost as lost:
+        log.warning(
+            "account %s: the lease on its lock ran short after HubSpot rotated the refresh "
+            "token; storing the new refresh token anyway (the previous one may be spent, so "
+            "it may be the only valid token), then stopping without further writes",
+            account.account_id,
+            extra=logs.fields(account=account.account_id, error_code="lease_lost"),
+        )
+        return lost
+    return None
 
 
 def _failed(
@@ -264,7 +304,11 @@ def _failed(
     *,
     rt_version: int | None,
     client_versions: str | None,
+    lock: LeaseLock,
 ) -> str:
+    # Once the lease ran short another run may have spent the token this one was refused
+    # with: nothing is recorded, and no ERROR tells a person to act.
+    lock.fence(f"recording the failure on {account.access_token_secret}")
     now = clock.now()
     account_id = account.account_id
     if error.terminal:

@@ -1,6 +1,11 @@
 """One run over the accounts: discover, select, plan, refresh the due ones a bounded number at
 a time until the run's deadline, report. Used for scheduled and forced runs and for the work
-messages (shards) a fan-out published."""
+messages (shards) a fan-out published.
+
+An account whose lock lease ran short (``LeaseLost``: the run stalled, another run may hold
+the lock now) counts as failed and, once every other account is done, fails the run with
+``lease_lost``, so Pub/Sub delivers it again; the accounts done meanwhile are skipped then.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from hubspot_refresh_account import ClientCredentials, refresh_account
 from hubspot_report import report
 
 from shared import logs, runtime
+from shared.lock import LeaseLost
 from shared.redact import redact
 
 if TYPE_CHECKING:
@@ -46,6 +52,8 @@ def run(
         raise
 
     # 4. Refresh the due accounts, a bounded number at a time ------------------------------
+    lease_lost: list[LeaseLost] = []
+
     def one(account: Account) -> str:
         if time.monotonic() >= deadline:
             return DEFERRED
@@ -53,6 +61,15 @@ def run(
             return refresh_account(
                 settings, clients, account, request, requested_at, creds, deadline
             )
+        except LeaseLost as lost:
+            lease_lost.append(lost)
+            log.warning(
+                "account %s: its lock lease ran short, stopped without further writes; "
+                "Pub/Sub delivers the run again",
+                account.account_id,
+                extra=logs.fields(account=account.account_id, outcome=FAILED, error_code=lost.code),
+            )
+            return FAILED
         except Exception as error:  # noqa: BLE001 - one account never stops the others
             log.error(
                 "account %s: refresh failed unexpectedly (%s: %s); the next run tries again",
@@ -76,5 +93,8 @@ def run(
             summary.counts[DEFERRED],
             settings.run_seconds,
         )
+    if lease_lost:
+        report(summary, meter, seen=len(accounts), shard=request.shard, error=lease_lost[0].code)
+        raise lease_lost[0]
     report(summary, meter, seen=len(accounts), shard=request.shard)
     return summary

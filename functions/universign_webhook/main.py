@@ -7,15 +7,17 @@ below names the module that does it.
   1. Trigger: Universign POSTs an event. Refused before anything is processed: another method
      (405), a wrong URL token when one is configured (401), a body over the limit (413), a
      content type other than JSON (415), a missing or invalid signature (401,
-     universign_jws), a body that is not a JSON object (400). universign_delivery runs the
-     checks, which universign_plan decides.
+     universign_jws; a key id that could not be checked yet answers 503 ``key_cooldown``
+     instead), a body that is not a JSON object (400). universign_delivery runs the checks,
+     which universign_plan decides.
   2. Decide: the event id is claimed once (a marker object created with a generation
      precondition, universign_state); a repeat answers 200 ``duplicate``. Events that do not
      concern a transaction (API keys, identity checks, chat) are acknowledged and ignored
      (universign_plan.parse_event).
   3. Call Universign: the payload's state is never trusted; ``GET /v1/transactions/{id}``
      (universign_api) says what the transaction is. A transaction we did not track yet starts
-     being tracked (universign_sync).
+     being tracked (universign_sync). Each document write under the claim first checks that
+     the claim's lease still has its margin left (universign_state.EventClaim.fence).
   4. Persist: the transaction document is updated with a generation precondition (re-read
      and re-applied on 412, universign_state); a status change is published to
      ``universign-status-changes``; on SIGNE the signed documents are archived, each object
@@ -82,6 +84,7 @@ class Settings:
     max_body_bytes: int
     jwks_ttl_seconds: int
     jwks_min_refetch_seconds: int
+    jwks_max_fetches_per_minute: int
     refusal_states: frozenset[str]
     history_size: int
     event_lease: timedelta
@@ -117,6 +120,11 @@ class Settings:
             max_body_bytes=env_int("UNIVERSIGN_WEBHOOK_MAX_BYTES", 262_144, minimum=1024),
             jwks_ttl_seconds=env_int("UNIVERSIGN_JWKS_TTL_SECONDS", 3600, minimum=60),
             jwks_min_refetch_seconds=env_int("UNIVERSIGN_JWKS_MIN_REFETCH_SECONDS", 60, minimum=1),
+            # Most key set fetches an instance makes per minute; past it, a key id not checked
+            # yet is answered 503 with Retry-After (key_cooldown), never refused.
+            jwks_max_fetches_per_minute=env_int(
+                "UNIVERSIGN_JWKS_MAX_FETCHES_PER_MINUTE", 10, minimum=1, maximum=600
+            ),
             refusal_states=frozenset(s.strip().lower() for s in refusal.split(",") if s.strip()),
             history_size=env_int("UNIVERSIGN_HISTORY_SIZE", 20, minimum=1, maximum=500),
             event_lease=timedelta(
@@ -157,6 +165,7 @@ class Clients:
             self.http,
             ttl=settings.jwks_ttl_seconds,
             min_refetch=settings.jwks_min_refetch_seconds,
+            max_fetches_per_minute=settings.jwks_max_fetches_per_minute,
         )
         self._lock = threading.Lock()
         self._key: str | None = None

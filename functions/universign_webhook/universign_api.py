@@ -17,6 +17,7 @@ import requests
 
 from shared.errors import TransientError
 from shared.http import HttpClient, status_error
+from shared.safe_json import loads_untrusted
 
 # States in which Universign serves the signed documents.
 DOWNLOADABLE_STATES = frozenset({"completed", "archived"})
@@ -90,12 +91,13 @@ class UniversignApi:
             deadline=deadline,
             accept="application/json",
         )
-        try:
-            body = response.json()
-        except ValueError:
-            raise TransientError(
-                "Universign answered 200 with a body that is not JSON", code="malformed_response"
-            ) from None
+        body = loads_untrusted(
+            response.content,
+            bad=lambda why: TransientError(
+                f"Universign answered 200 with a body that is not usable JSON ({why})",
+                code="malformed_response",
+            ),
+        )
         if not isinstance(body, dict) or not isinstance(body.get("state"), str):
             raise TransientError(
                 "Universign answered 200 without a transaction state", code="malformed_response"

@@ -2,11 +2,13 @@
 
 Refused before anything is processed, in this order: another method (405), a wrong URL token
 when one is configured (401), a body over the limit (413), a content type other than JSON
-(415), a missing or invalid signature (401, universign_jws), a body that is not a JSON object
-(400); the checks themselves are universign_plan's. Then the event id is claimed once in the
-state bucket (a repeat answers 200 ``duplicate``, one being processed 409), its transaction
-synced (universign_sync), and the claim finished, or released on a failure so that
-Universign's next retry is processed.
+(415), a missing or invalid signature (401, universign_jws; 503 ``key_cooldown`` for a key id
+that could not be checked yet), a body that is not a JSON object (400); the checks themselves
+are universign_plan's. Then the event id is claimed once in the state bucket (a repeat answers
+200 ``duplicate``, one being processed 409), its transaction synced (universign_sync, every
+document write fenced by the claim's lease), and the claim finished, or released on a failure
+so that Universign's next retry is processed; a holder whose lease ran short leaves the claim
+to expire instead, since the redelivery may hold it by then.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
 from universign_alerts import config_problem, needs_reauth
-from universign_jws import KeysUnavailable, SignatureError
+from universign_jws import KeyCooldown, KeysUnavailable, SignatureError
 from universign_plan import (
     Reply,
     WebhookEvent,
@@ -33,6 +35,7 @@ from universign_sync import sync_transaction
 
 from shared import clock
 from shared.errors import ProviderError, TerminalError
+from shared.lock import LeaseLost
 
 if TYPE_CHECKING:
     # Types only: main imports this module, and its Settings read the environment.
@@ -70,6 +73,13 @@ def handle_webhook(
     except SignatureError as error:
         log.warning("webhook refused: %s", error)
         return Reply(401, "bad_signature", str(error))
+    except KeyCooldown as cooling:
+        # A key id nobody could check yet (perhaps a key Universign has just published): not
+        # refused, retried once the key set may be fetched again. Its own reason, so it does
+        # not feed the bad-signature alert.
+        return Reply(
+            503, "key_cooldown", "unknown key id, not checked yet", retry_after=cooling.retry_after
+        )
     except KeysUnavailable:
         return Reply(503, "unavailable", "Universign key set unavailable")
     event = decode_event(body)
@@ -97,15 +107,16 @@ def _process_event(
     log = logging.getLogger(settings.entry_point)
     assert event.transaction_id is not None
     try:
-        claim, generation = clients.state.claim_event(
+        claim = clients.state.claim_event(
             event.event_id, lease=settings.event_lease, now=clock.now()
         )
     except gexc.GoogleAPIError as error:
         return Reply(503, "unavailable", f"state bucket: {type(error).__name__}", fields=fields)
-    if claim == "done":
+    if claim.state == "done":
         return Reply(200, "duplicate", fields=fields)
-    if claim == "busy":
+    if claim.state == "busy":
         return Reply(409, "in_progress", "this event is being processed", fields=fields)
+    generation = claim.generation
     try:
         result = sync_transaction(
             settings,
@@ -114,7 +125,14 @@ def _process_event(
             source=f"webhook:{event.event_type}",
             refusal_hint=event.refusal,
             deadline=deadline,
+            # Every document write checks the claim's lease first (LeaseLost, transient).
+            fence=claim.fence,
         )
+    except LeaseLost:
+        # The redelivery may hold the claim by now, so this holder leaves the marker alone too
+        # (it expires within the margin; the precondition on a release would protect a new
+        # holder on Cloud Storage, but not on every stand-in for it).
+        return Reply(503, "retry_later", "LeaseLost", fields=fields)
     except TerminalError as error:
         clients.state.release_event(event.event_id, generation)
         needs_reauth(settings, error)

@@ -10,19 +10,29 @@ says ``"b64": false`` as RFC 7797 allows, ``header.<raw body>``) and checks it w
 named by ``kid``. Only ``PS256`` is accepted, whatever the header claims, so neither ``none``
 nor an HMAC algorithm keyed with a public key can slip through.
 
-Keys are cached for the life of the instance. An unknown ``kid`` triggers one refetch, but not
-more often than every ``min_refetch`` seconds: a stream of forged key ids costs us nothing and
-costs Universign at most one request per interval.
+Keys are cached for the life of the instance. A ``kid`` we do not know may be a key Universign
+has just published, so it is refused for good (``SignatureError``, 401) only once the key set
+has been fetched for it and did not list it. Each unknown ``kid`` triggers its own refetch,
+bounded twice so a stream of forged key ids costs Universign little: the same ``kid`` at most
+once per ``min_refetch`` seconds (its repeats meanwhile are refused on that answer), and all
+fetches of the instance at most ``max_fetches_per_minute`` per minute. When that budget is
+spent, a ``kid`` nobody checked yet gets ``KeyCooldown`` (503 with Retry-After) rather than a
+refusal, and Universign's retry is checked once the budget frees up.
+
+Untrusted text reaches two JSON parsers here, the protected header and the key set, both
+through ``shared.safe_json.loads_untrusted``: whatever it refuses (deep nesting, huge integers,
+lone surrogates, text that is not UTF-8) is a bad signature, or an unusable key set.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +43,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shared.errors import ProviderError
-from shared.http import HttpClient, json_body
+from shared.http import HttpClient
+from shared.safe_json import loads_untrusted
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "PS256"
 MIN_RSA_BITS = 2048
 MAX_SIGNATURE_HEADER = 8192
+# Unknown key ids remembered as checked; the fetch budget keeps far fewer than this in use.
+MAX_CHECKED_KIDS = 1024
+FETCH_WINDOW_SECONDS = 60.0
 
 
 class SignatureError(ValueError):
@@ -48,6 +62,15 @@ class SignatureError(ValueError):
 
 class KeysUnavailable(RuntimeError):
     """The key set could not be fetched and no cached key fits: retry later, do not reject."""
+
+
+class KeyCooldown(KeysUnavailable):
+    """An unknown ``kid`` arrived while the key set fetch budget is spent: it could not be
+    checked, so it is not refused; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"key set fetch budget spent; retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 def b64url_decode(text: str) -> bytes:
@@ -84,10 +107,10 @@ def parse(compact: str, body: bytes) -> ParsedJws:
     if len(parts) != 3:
         raise SignatureError("not a compact JWS")
     header_b64, payload_b64, signature_b64 = parts
-    try:
-        header = json.loads(b64url_decode(header_b64))
-    except (ValueError, UnicodeDecodeError):
-        raise SignatureError("protected header is not JSON") from None
+    # RFC 7515: the header is UTF-8 JSON; loads_untrusted takes nothing else.
+    header = loads_untrusted(
+        b64url_decode(header_b64), bad=lambda why: SignatureError(f"protected header: {why}")
+    )
     if not isinstance(header, dict):
         raise SignatureError("protected header is not a JSON object")
     if header.get("alg") != ALGORITHM:
@@ -101,6 +124,9 @@ def parse(compact: str, body: bytes) -> ParsedJws:
     crit = header.get("crit", [])
     if not isinstance(crit, list) or any(c != "b64" for c in crit):
         raise SignatureError("unsupported critical header parameters")
+    if not b64 and "b64" not in crit:
+        # RFC 7797 section 6: a recipient that ignored b64 would verify other bytes.
+        raise SignatureError('"b64": false must be listed in crit')
     if payload_b64 and (not b64 or payload_b64 != b64url_encode(body)):
         # An attached payload is tolerated only when it is exactly the body we received.
         raise SignatureError("attached payload differs from the body")
@@ -151,51 +177,111 @@ class JwksVerifier:
         *,
         ttl: float = 3600.0,
         min_refetch: float = 60.0,
+        max_fetches_per_minute: int = 10,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jwks_url = jwks_url
         self.http = http
         self.ttl = ttl
         self.min_refetch = min_refetch
+        self.max_fetches_per_minute = max_fetches_per_minute
         self._monotonic = monotonic
         self._keys: dict[str, rsa.RSAPublicKey] = {}
         self._fetched_at: float | None = None
-        self._attempted_at: float | None = None
+        self._stale_attempt_at: float | None = None
+        # Start times of this minute's fetches, and when each unknown kid was last checked.
+        self._recent: deque[float] = deque()
+        self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
         self.fetches = 0
 
     def verify(self, compact: str | None, body: bytes) -> str:
-        """Return the kid that verified ``body``; raise SignatureError or KeysUnavailable."""
+        """Return the kid that verified ``body``; raise SignatureError, KeysUnavailable or
+        KeyCooldown (a KeysUnavailable)."""
+        arrived = self._monotonic()
         if not compact or not compact.strip():
             raise SignatureError("signature header missing")
         parsed = parse(compact, body)
-        key = self._key(parsed.kid)
+        key = self._key(parsed.kid, arrived)
         verify_with_key(key, parsed, body)
         return parsed.kid
 
-    def _key(self, kid: str) -> rsa.RSAPublicKey:
+    def _key(self, kid: str, arrived: float) -> rsa.RSAPublicKey:
+        # A fresh cached key needs no lock, so a slow fetch for some other kid (the lock is held
+        # across it) never holds up a webhook signed with a key we know. _keys is replaced,
+        # never changed in place.
+        key, fetched = self._keys.get(kid), self._fetched_at
+        if key is not None and fetched is not None and arrived - fetched <= self.ttl:
+            return key
         with self._lock:
             now = self._monotonic()
-            stale = self._fetched_at is None or now - self._fetched_at > self.ttl
             key = self._keys.get(kid)
-            if key is not None and not stale:
-                return key
-            may_fetch = self._attempted_at is None or now - self._attempted_at >= self.min_refetch
-            if may_fetch:
-                self._attempted_at = now
-                try:
-                    self._keys = self._fetch()
-                    self._fetched_at = now
-                except (ProviderError, SignatureError) as error:
-                    log.warning("could not fetch the Universign key set: %s", error)
-                    if key is None:
-                        # Perhaps a legitimate rotation we cannot see yet: ask for a retry.
-                        raise KeysUnavailable(str(error)) from None
-                    # Keep the old keys: an outage of the key endpoint must not stop webhooks.
+            if key is not None:
+                return self._known(kid, key, now)
+            fetched = self._fetched_at
+            checked = self._checked.get(kid)
+            if (fetched is not None and fetched > arrived) or (
+                checked is not None and now - checked < self.min_refetch
+            ):
+                # The key set was read after this request arrived, or for this very kid a
+                # moment ago: that answer stands.
+                raise SignatureError("unknown key id")
+            wait = self._budget_wait(now)
+            if wait > 0:
+                raise KeyCooldown(wait)  # its webhook_request line says so; no line per kid
+            try:
+                self._refresh(now)
+            except (ProviderError, SignatureError) as error:
+                log.warning("could not fetch the Universign key set: %s", error)
+                # Perhaps a legitimate rotation we cannot see yet: ask for a retry.
+                raise KeysUnavailable(str(error)) from None
+            self._remember_checked(kid, now)
             key = self._keys.get(kid)
             if key is None:
                 raise SignatureError("unknown key id")
             return key
+
+    def _known(self, kid: str, key: rsa.RSAPublicKey, now: float) -> rsa.RSAPublicKey:
+        """A cached key, after refreshing the set when it is older than the TTL (tried at
+        most once per ``min_refetch``, and only within the fetch budget)."""
+        assert self._fetched_at is not None
+        if now - self._fetched_at <= self.ttl:
+            return key
+        last = self._stale_attempt_at
+        if (last is not None and now - last < self.min_refetch) or self._budget_wait(now) > 0:
+            return key
+        self._stale_attempt_at = now
+        try:
+            self._refresh(now)
+        except (ProviderError, SignatureError) as error:
+            # Keep the old keys: an outage of the key endpoint must not stop webhooks.
+            log.warning("could not fetch the Universign key set: %s", error)
+            return key
+        fresh = self._keys.get(kid)
+        if fresh is None:
+            raise SignatureError("unknown key id")  # withdrawn by Universign
+        return fresh
+
+    def _budget_wait(self, now: float) -> int:
+        """0 when a fetch may start now, else the whole seconds until one may."""
+        while self._recent and now - self._recent[0] >= FETCH_WINDOW_SECONDS:
+            self._recent.popleft()
+        if len(self._recent) < self.max_fetches_per_minute:
+            return 0
+        return max(1, math.ceil(self._recent[0] + FETCH_WINDOW_SECONDS - now))
+
+    def _refresh(self, now: float) -> None:
+        self._recent.append(now)  # a failed fetch costs Universign a request too
+        self._keys = self._fetch()
+        self._fetched_at = now
+
+    def _remember_checked(self, kid: str, now: float) -> None:
+        for old, at in list(self._checked.items()):
+            if now - at >= self.min_refetch:
+                del self._checked[old]
+        self._checked[kid] = now
+        while len(self._checked) > MAX_CHECKED_KIDS:
+            del self._checked[next(iter(self._checked))]
 
     def _fetch(self) -> dict[str, rsa.RSAPublicKey]:
         self.fetches += 1
@@ -206,7 +292,10 @@ class JwksVerifier:
             raise ProviderError(
                 f"key set answered HTTP {response.status_code}", status=response.status_code
             )
-        keys_field = json_body(response).get("keys")
+        document = loads_untrusted(
+            response.content, bad=lambda why: SignatureError(f"key set: {why}")
+        )
+        keys_field = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(keys_field, list):
             raise SignatureError("key set has no keys list")
         keys: dict[str, rsa.RSAPublicKey] = {}

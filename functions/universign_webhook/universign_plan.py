@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from universign_state import EVENT_ID, REFUSAL_REASONS, SIGNE, TRANSACTION_ID, needs_polling
 
 from shared import clock, events
+from shared.safe_json import UntrustedJsonError, loads_untrusted
 
 # The history source of the poll's one final re-check; the sync marks it done when it sees it.
 RECHECK_SOURCE = "poll:recheck"
@@ -48,6 +49,8 @@ class Reply:
     result: str
     detail: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
+    # Seconds a 503 asks the sender to wait.
+    retry_after: int = 60
 
     def body(self) -> str:
         body = {"result": self.result}
@@ -58,7 +61,7 @@ class Reply:
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.status == 503:
-            headers["Retry-After"] = "60"
+            headers["Retry-After"] = str(self.retry_after)
         return headers
 
 
@@ -106,9 +109,9 @@ def signature_from(headers: Headers, names: Iterable[str]) -> str | None:
 def decode_event(body: bytes) -> dict[str, Any] | Reply:
     """The verified body as a JSON object, or the 400 that refuses it."""
     try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return Reply(400, "bad_json", "body is not JSON")
+        event = loads_untrusted(body)
+    except UntrustedJsonError as refused:
+        return Reply(400, "bad_json", f"body is not usable JSON: {refused}")
     if not isinstance(event, dict):
         return Reply(400, "bad_json", "body is not a JSON object")
     return event
@@ -130,20 +133,21 @@ def parse_event(event: dict[str, Any], body: bytes) -> WebhookEvent:
     transaction id is looked for in every place it has been seen; without an ``evt_`` id the
     body's hash stands in for deduplication."""
     raw_id = event.get("id")
-    event_id = raw_id if isinstance(raw_id, str) and EVENT_ID.match(raw_id) else None
+    # fullmatch: ``$`` alone lets a final newline through, into object names and URLs.
+    event_id = raw_id if isinstance(raw_id, str) and EVENT_ID.fullmatch(raw_id) else None
     event_id = event_id or "sha256-" + hashlib.sha256(body).hexdigest()[:40]
-    event_type = str(event.get("type") or event.get("event") or "")[:100]
+    event_type = _text(event.get("type") or event.get("event"))[:100]
     payload: dict[str, Any] = _object(event.get("payload"))
     obj: dict[str, Any] = _object(payload.get("object"))
     candidates: list[Any] = []
-    if obj.get("object") == "transaction" or str(obj.get("id", "")).startswith("tx_"):
+    if obj.get("object") == "transaction" or _text(obj.get("id")).startswith("tx_"):
         candidates.append(obj.get("id"))
     for holder in (obj, payload, event):
         for key in ("transaction", "transaction_id", "transactionId"):
             value = holder.get(key)
             candidates.append(value.get("id") if isinstance(value, dict) else value)
     transaction_id = next(
-        (v for v in candidates if isinstance(v, str) and TRANSACTION_ID.match(v)), None
+        (v for v in candidates if isinstance(v, str) and TRANSACTION_ID.fullmatch(v)), None
     )
     if not (event_type.startswith("transaction.lifecycle.") or event_type.startswith("action.")):
         transaction_id = None  # API keys, identity checks, chat: nothing to sync
@@ -151,7 +155,7 @@ def parse_event(event: dict[str, Any], body: bytes) -> WebhookEvent:
     if event_type == "action.stalled":
         reason = next(
             (
-                str(h.get(k))
+                _text(h.get(k))
                 for h in (obj, payload)
                 for k in ("reason", "stalled_reason", "refusal_reason")
                 if h.get(k)
@@ -162,12 +166,23 @@ def parse_event(event: dict[str, Any], body: bytes) -> WebhookEvent:
             who = obj.get("participant") or obj.get("email") or "a participant"
             if isinstance(who, dict):
                 who = who.get("email") or who.get("id") or "a participant"
-            refusal = {"reason": reason, "participant": str(who)[:200], "event": event_id}
+            participant = _text(who)[:200] or "a participant"
+            refusal = {"reason": reason, "participant": participant, "event": event_id}
     return WebhookEvent(event_id, event_type, transaction_id, refusal)
 
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    """A scalar of the event as text; a list or object is no text ("", and str() of one nested
+    deep enough would recurse past the interpreter's limit). What UTF-8 cannot encode (a lone
+    surrogate, which a JSON escape allows) is replaced: this text reaches log lines, and one
+    such character loses the whole line."""
+    if isinstance(value, list | dict) or value is None:
+        return ""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 # --- after a sync --------------------------------------------------------------------------------

@@ -34,6 +34,15 @@ Objects in the state bucket (prefix ``universign/``):
   Names sort by due time, so the poll stops listing at the first one not yet due.
 - ``events/<evt_id>``: webhook event markers (claimed with ``if_generation_match=0``).
 
+A delivery holds its event claim while it syncs. The claim only lasts its lease: a holder that
+stalled past it (Cloud Run can keep running code after a timeout, a process can be paused) may
+have been replaced by the redelivery by now, so before each document write it makes under the
+claim it checks, on the monotonic clock from the moment the claim was written, that the lease
+still has the safety margin of shared.lock left (``EventClaim.fence``), and stops with
+``LeaseLost`` (transient: answered 503 and redelivered; the marker is left to expire) when it
+has not. Marking the claim done needs no such check: that write carries the claim's
+generation, so it fails once another delivery has taken the claim over.
+
 Index markers are created before and removed after the document change they reflect, so a
 crash leaves an extra marker (the poll checks the document and tidies it), never a missing one.
 """
@@ -56,6 +65,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from shared import clock
+from shared.lock import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -421,12 +431,46 @@ class Conflict(RuntimeError):
     """Another writer changed the document first (HTTP 412); re-read and re-apply."""
 
 
+# A check run before each document write made under an event claim (EventClaim.fence).
+Fence = Callable[[str], None]
+
+
+@dataclass
+class EventClaim:
+    """One delivery's claim on an event marker: ``claimed`` (with the marker's generation and
+    its lease, fenced by shared.lock's rule), ``done`` or ``busy``."""
+
+    state: str
+    event_id: str
+    generation: int = 0
+    lease: Lease | None = None
+
+    def remaining(self) -> float:
+        """Seconds of lease left by the monotonic clock; 0 unless claimed."""
+        return self.lease.remaining() if self.lease is not None else 0.0
+
+    def fence(self, step: str) -> None:
+        """Raise ``LeaseLost`` unless the claim's lease still has its margin left for ``step``."""
+        if self.lease is None:
+            raise LeaseLost(
+                f"event {self.event_id} is not claimed before {step}", code="lease_lost"
+            )
+        self.lease.fence(step)
+
+
 class StateStore:
     """The documents, index markers and event markers in the state bucket."""
 
-    def __init__(self, bucket: storage.Bucket, *, max_attempts: int = 12) -> None:
+    def __init__(
+        self,
+        bucket: storage.Bucket,
+        *,
+        max_attempts: int = 12,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.bucket = bucket
         self.max_attempts = max_attempts
+        self.monotonic = monotonic  # times event claim leases
 
     # documents
 
@@ -457,17 +501,22 @@ class StateStore:
         self,
         transaction_id: str,
         change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]],
+        *,
+        fence: Fence | None = None,
     ) -> tuple[dict[str, Any] | None, int, T]:
         """Read, apply ``change`` to a copy, write with the generation read; again on 412.
 
         ``change`` returns the document to write (None: write nothing) and a result. It must be
-        a pure function of the document it gets, since it may run several times.
+        a pure function of the document it gets, since it may run several times. ``fence``,
+        given under an event claim, runs before every write and stops it by raising.
         """
         for attempt in range(1, self.max_attempts + 1):
             current, generation = self.read(transaction_id)
             doc, result = change(copy.deepcopy(current))
             if doc is None:
                 return current, generation, result
+            if fence is not None:
+                fence(f"writing the document of {transaction_id}")
             try:
                 return doc, self.write(doc, generation), result
             except Conflict:
@@ -511,8 +560,8 @@ class StateStore:
 
     # webhook event markers
 
-    def claim_event(self, event_id: str, *, lease: timedelta, now: datetime) -> tuple[str, int]:
-        """``("claimed", generation)``, ``("done", 0)`` or ``("busy", 0)``.
+    def claim_event(self, event_id: str, *, lease: timedelta, now: datetime) -> EventClaim:
+        """The claim: ``claimed`` (with its generation and lease timer), ``done`` or ``busy``.
 
         The marker is created with ``if_generation_match=0``, so one delivery of an event wins.
         A claim whose lease ran out (its holder crashed) is taken over, again with a
@@ -520,30 +569,41 @@ class StateStore:
         """
         blob = self.bucket.blob(f"{EVENTS}{event_id}")
         record = json.dumps({"state": "processing", "expires_at": _stamp(now + lease)})
+
+        def claimed(started: float) -> EventClaim:
+            timer = Lease(
+                f"claim on event {event_id}", lease.total_seconds(), started, self.monotonic
+            )
+            return EventClaim("claimed", event_id, int(blob.generation or 0), timer)
+
+        # Read before each write: the lease counts from no later than the stored expiry does.
+        started = self.monotonic()
         try:
             blob.upload_from_string(record, content_type="application/json", if_generation_match=0)
-            return "claimed", int(blob.generation or 0)
+            return claimed(started)
         except gexc.PreconditionFailed:
             pass
+        busy, done = EventClaim("busy", event_id), EventClaim("done", event_id)
         existing = self.bucket.get_blob(blob.name)
         if existing is None:
-            return "busy", 0  # released a moment ago: let the sender retry
+            return busy  # released a moment ago: let the sender retry
         try:
             held = json.loads(existing.download_as_bytes(if_generation_match=existing.generation))
         except (gexc.NotFound, gexc.PreconditionFailed, ValueError):
-            return "busy", 0
+            return busy
         if not isinstance(held, dict) or held.get("state") == "done":
-            return "done", 0
+            return done
         expires = _parse(held.get("expires_at"))
         if expires is not None and expires > now:
-            return "busy", 0
+            return busy
+        started = self.monotonic()
         try:
             blob.upload_from_string(
                 record, content_type="application/json", if_generation_match=existing.generation
             )
         except gexc.PreconditionFailed:
-            return "busy", 0
-        return "claimed", int(blob.generation or 0)
+            return busy
+        return claimed(started)
 
     def finish_event(self, event_id: str, generation: int, summary: dict[str, Any]) -> None:
         blob = self.bucket.blob(f"{EVENTS}{event_id}")

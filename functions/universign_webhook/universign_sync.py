@@ -17,6 +17,7 @@ from universign_plan import archive_owed, finish_document, publish_now, second_w
 from universign_state import (
     Change,
     Conflict,
+    Fence,
     apply_observation,
     needs_polling,
     new_document,
@@ -54,21 +55,25 @@ def sync_transaction(
     source: str,
     refusal_hint: dict[str, str] | None = None,
     deadline: float | None = None,
+    fence: Fence | None = None,
 ) -> SyncResult:
     """Read the transaction from Universign and fold it into its document; then publish the
-    status change, archive signed documents and keep the polling index right."""
+    status change, archive signed documents and keep the polling index right. ``fence`` (a
+    webhook's event claim) runs before every document write and stops the sync by raising."""
     log = logging.getLogger(settings.entry_point)
     observed_at = clock.now()
     try:
         transaction = clients.api.get_transaction(transaction_id, deadline=deadline)
     except NotFound:
-        doc = _record_failure(settings, clients, transaction_id, source, "Universign answered 404")
+        doc = _record_failure(
+            settings, clients, transaction_id, source, "Universign answered 404", fence
+        )
         if doc is None:
             log.warning("Universign does not know %s; not tracking it", transaction_id)
             return SyncResult(transaction_id, "untracked")
         return SyncResult(transaction_id, "not_found", doc.get("status"))
     except ProviderError as error:
-        _record_failure(settings, clients, transaction_id, source, str(error))
+        _record_failure(settings, clients, transaction_id, source, str(error), fence)
         raise
 
     tracked_at = clock.now()
@@ -94,7 +99,7 @@ def sync_transaction(
         )
         return doc, change
 
-    doc, _, change = clients.state.update(transaction_id, apply)
+    doc, _, change = clients.state.update(transaction_id, apply, fence=fence)
     assert doc is not None
     for name in created_marker:
         if name != pending_name(doc):
@@ -109,12 +114,17 @@ def sync_transaction(
             extra=logs.fields(event="status_change", provider="universign", **change.message()),
         )
     result = SyncResult(transaction_id, "synced", doc.get("status"), change)
-    _follow_up(settings, clients, doc, result, source=source, deadline=deadline)
+    _follow_up(settings, clients, doc, result, source=source, deadline=deadline, fence=fence)
     return result
 
 
 def _record_failure(
-    settings: Settings, clients: Clients, transaction_id: str, source: str, error: str
+    settings: Settings,
+    clients: Clients,
+    transaction_id: str,
+    source: str,
+    error: str,
+    fence: Fence | None,
 ) -> dict[str, Any] | None:
     log = logging.getLogger(settings.entry_point)
 
@@ -127,7 +137,7 @@ def _record_failure(
         return doc, None
 
     try:
-        doc, _, _ = clients.state.update(transaction_id, change)
+        doc, _, _ = clients.state.update(transaction_id, change, fence=fence)
     except (Conflict, gexc.GoogleAPIError) as failure:
         log.warning("could not record the failure on %s: %s", transaction_id, failure)
         return None
@@ -142,6 +152,7 @@ def _follow_up(
     *,
     source: str,
     deadline: float | None,
+    fence: Fence | None,
 ) -> None:
     """Status actions and bookkeeping after a sync: publish owed notifications, archive the
     signed documents, mark the final re-check done and move the index markers."""
@@ -179,7 +190,7 @@ def _follow_up(
         return  # the common case, a sync that changed nothing: no second write
     if index_before != "pending" and needs_polling(doc):
         clients.state.ensure(pending_name(doc))  # marker first, as always
-    final, _, target = clients.state.update(doc["transaction_id"], finish)
+    final, _, target = clients.state.update(doc["transaction_id"], finish, fence=fence)
     if final is None or target is None or target == index_before:
         return
     # Markers follow the committed document; a crash here leaves the pending marker, which the

@@ -38,7 +38,8 @@ class B24:
     store: SecretStore
     env: dict[str, str]
     secrets: dict[str, str] = field(default_factory=dict)
-    initial_refresh_token: str = ""
+    # Kept out of repr: a failing assert that shows the set-up must not show a token.
+    initial_refresh_token: str = field(default="", repr=False)
 
     @property
     def access_secret(self) -> str:

@@ -16,7 +16,8 @@ from b24_plan import Outcome
 from google.api_core import exceptions as gexc
 
 from shared import clock
-from shared.errors import TerminalError, TransientError
+from shared.errors import ProviderError, TerminalError, TransientError
+from shared.lock import LeaseLost
 from shared.status import CredentialStatus
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -64,6 +65,20 @@ class Clients:
     store: Store = field(default_factory=Store)
 
 
+@dataclass
+class Lease:
+    """The lock as b24_persist uses it: ``short`` once the lease has run short (the run
+    stalled), from then on every fence raises as shared.lock.LeaseLock's does."""
+
+    short: bool = False
+    fenced: list[str] = field(default_factory=list)
+
+    def fence(self, step: str) -> None:
+        self.fenced.append(step)
+        if self.short:
+            raise LeaseLost(f"lease ran short before {step}", code="lease_lost")
+
+
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clock, "now", lambda: NOW)
@@ -72,7 +87,9 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 TOKENS = Tokens("new-access", "new-refresh", NOW + timedelta(hours=1))
 
 
-def _store(clients: Clients, status: CredentialStatus | None = None) -> Outcome:
+def _store(
+    clients: Clients, status: CredentialStatus | None = None, lease: Lease | None = None
+) -> Outcome:
     return store_tokens(
         Settings(),
         clients,
@@ -81,6 +98,7 @@ def _store(clients: Clients, status: CredentialStatus | None = None) -> Outcome:
         TOKENS,
         "expiry unknown",
         time.monotonic() + 30,
+        lock=lease or Lease(),
     )
 
 
@@ -129,7 +147,7 @@ def test_a_refusal_is_recorded_as_needs_reauth(caplog: pytest.LogCaptureFixture)
     clients = Clients()
     error = TerminalError("Bitrix24 token endpoint: HTTP 400 invalid_grant", code="invalid_grant")
     with caplog.at_level(logging.ERROR):
-        outcome = record_failure(Settings(), clients, CredentialStatus(), 5, error)
+        outcome = record_failure(Settings(), clients, CredentialStatus(), 5, error, lock=Lease())
     assert outcome == Outcome("needs-reauth", "invalid_grant")
     status = CredentialStatus.from_annotations(clients.store.annotations[AT])  # type: ignore[arg-type]
     assert status.state == "needs-reauth" and status.refresh_token_version == 5
@@ -147,11 +165,11 @@ def test_a_transient_failure_is_recorded_and_raised_again() -> None:
     clients.store.fail[f"update_annotations {AT}"] = [gexc.ServiceUnavailable("down")]
     error = TransientError("Bitrix24 token endpoint: HTTP 503", code="http_503")
     with pytest.raises(TransientError) as raised:
-        record_failure(Settings(), clients, CredentialStatus(), 5, error)
+        record_failure(Settings(), clients, CredentialStatus(), 5, error, lock=Lease())
     assert raised.value is error  # the status could not be written: the run still goes on
     clients = Clients()
     with pytest.raises(TransientError):
-        record_failure(Settings(), clients, CredentialStatus(), 5, error)
+        record_failure(Settings(), clients, CredentialStatus(), 5, error, lock=Lease())
     status = CredentialStatus.from_annotations(clients.store.annotations[AT])  # type: ignore[arg-type]
     assert status.failure_count == 1 and status.last_error == str(error)
 
@@ -163,3 +181,78 @@ def test_best_effort_writes_never_raise() -> None:
     annotate_best_effort(Settings(), clients, CredentialStatus())
     prune(Settings(), clients)
     assert clients.store.calls == [f"update_annotations {AT}", f"prune {RT}", f"prune {AT}"]
+
+
+# --- a lease that ran short (shared.lock fencing) -------------------------------------------
+
+
+def test_every_write_is_fenced_first() -> None:
+    lease = Lease()
+    _store(Clients(), lease=lease)
+    assert lease.fenced == [
+        f"storing {RT}",
+        f"storing {AT}",
+        f"annotating {AT}",
+        "destroying old versions",
+    ]
+
+
+def test_a_rotated_refresh_token_is_stored_even_when_the_lease_ran_short(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bitrix24 spent the old token: the new one is the only valid one and must be kept. Then
+    the run stops: nothing more is written, and the status still names version 5, so the
+    next run refreshes with the token stored here."""
+    clients = Clients()
+    with caplog.at_level(logging.WARNING), pytest.raises(LeaseLost):
+        _store(clients, lease=Lease(short=True))
+    assert clients.store.calls == [f"add_version {RT}"]
+    assert clients.store.versions[RT] == 6 and clients.store.annotations == {}
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "storing the new refresh token anyway" in warning.getMessage()
+
+
+def test_a_lease_that_runs_short_after_the_refresh_token_stops_the_writes() -> None:
+    clients = Clients()
+    lease = Lease()
+
+    def store_then_stall(secret_id: str, value: str) -> int:
+        version = Store.add_version(clients.store, secret_id, value)
+        lease.short = True  # stalled right after the refresh token was stored
+        return version
+
+    clients.store.add_version = store_then_stall  # type: ignore[method-assign]
+    with pytest.raises(LeaseLost):
+        _store(clients, lease=lease)
+    assert clients.store.calls == [f"add_version {RT}"]
+
+
+def test_a_lost_refresh_token_under_a_short_lease_says_so_and_writes_nothing_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clients = Clients()
+    clients.store.fail[f"add_version {RT}"] = [gexc.PermissionDenied("no")]
+    with caplog.at_level(logging.ERROR), pytest.raises(LeaseLost):
+        _store(clients, lease=Lease(short=True))
+    assert clients.store.calls == [f"add_version {RT}"]
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.json_fields["event"] == "needs_reauth"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TerminalError("Bitrix24 token endpoint: HTTP 400 invalid_grant", code="invalid_grant"),
+        TransientError("Bitrix24 token endpoint: HTTP 503", code="http_503"),
+    ],
+)
+def test_a_failure_under_a_short_lease_is_not_recorded(
+    error: ProviderError, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another run may have spent the token this one was refused with: no needs-reauth, no
+    failure count, no ERROR telling a person to act."""
+    clients = Clients()
+    with caplog.at_level(logging.ERROR), pytest.raises(LeaseLost):
+        record_failure(Settings(), clients, CredentialStatus(), 5, error, lock=Lease(short=True))
+    assert clients.store.calls == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

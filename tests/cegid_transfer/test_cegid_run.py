@@ -7,10 +7,13 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 
+import cegid_copy
 import cegid_run
 import pytest
 from alerting import alerts, feeds
 from cegid_testlib import World, load_function, md5_b64, run_once
+
+from shared.lock import LeaseLost
 
 ENTRY = "cegid_transfer"
 # What every failed transfer run feeds: the run counters, and the failure metric of its own.
@@ -240,3 +243,100 @@ def test_files_that_do_not_fit_in_the_run_wait_for_the_next(world: World, monkey
     assert (summary.files, summary.deferred) == (1, 1)
     assert world.source_names() == ["zbig.bin"]
     assert run_once(module).files == 1 and world.source_names() == []
+
+
+# -- Azure's Content-MD5 is a claim, not a proof (issue 18, item 5) ----------------------------
+
+
+def test_a_forged_content_md5_never_deletes_the_source(world: World, monkeypatch, capsys) -> None:
+    """A blob uploaded in blocks whose Content-MD5 was set to the MD5 of the file already in
+    the bucket (same name, same size, other bytes): the bytes read decide, not the property."""
+    in_bucket = b"ledger;2026-01;closed\n" * 40
+    dropped = b"ledger;2026-02;opened\n" * 40
+    assert len(in_bucket) == len(dropped) and in_bucket != dropped
+    world.bucket.blob("cegid/forged/ledger.csv").upload_from_string(in_bucket)
+    forged = hashlib.md5(in_bucket, usedforsecurity=False).digest()
+    world.put_in_blocks("forged/ledger.csv", dropped, content_md5=forged)
+    module = load_function(monkeypatch, world.env)
+
+    summary = run_once(module)
+
+    # Neither file lost: the source stays in Azure, the bucket's file is untouched.
+    assert world.source_names() == ["forged/ledger.csv"]
+    assert world.landed() == {"cegid/forged/ledger.csv": in_bucket}
+    assert (summary.already_present, summary.failed) == (0, 1)
+    [failed] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"file_failed"' in x]
+    assert "Content-MD5" in failed["message"]
+
+
+@pytest.mark.parametrize("content_md5", ["none", "correct"])
+def test_a_file_already_in_the_bucket_is_verified_against_the_bytes_read(
+    world: World, monkeypatch, content_md5: str
+) -> None:
+    """The same bytes already in the bucket (put there by hand, no source ETag): the source is
+    deleted only after its bytes were read and compared, and nothing is written twice."""
+    data = os.urandom(700_000)
+    world.bucket.blob("cegid/by-hand/export.bin").upload_from_string(data)
+    md5 = hashlib.md5(data, usedforsecurity=False).digest() if content_md5 == "correct" else None
+    world.put_in_blocks("by-hand/export.bin", data, content_md5=md5)
+    module = load_function(monkeypatch, world.env)
+    streamed: list[str] = []
+    real_stream = cegid_copy.stream_to_gcs
+
+    def stream(container, blob, target, config):
+        streamed.append(blob.name)
+        return real_stream(container, blob, target, config)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cegid_copy, "stream_to_gcs", stream)
+        summary = run_once(module)
+
+    assert streamed == ["by-hand/export.bin"]  # read, not taken on Content-MD5's word
+    assert (summary.files, summary.already_present, summary.failed) == (0, 1, 0)
+    assert world.source_names() == []
+    assert world.landed() == {"cegid/by-hand/export.bin": data}
+    assert world.all_objects() == ["cegid/by-hand/export.bin"]  # no second copy, no staging
+
+
+# -- lock fencing before the source delete (issue 18, item 4) ----------------------------------
+
+
+def test_a_lease_run_short_stops_before_the_source_is_deleted(world: World, monkeypatch) -> None:
+    """The run stalls while copying its first file until less than the fence margin of its
+    lease is left (measured on the lock's monotonic clock): it must not delete that source nor
+    start the next file, and must fail so Pub/Sub delivers again; the next run finishes, each
+    file landing once."""
+    files = {"lease/a-first.csv": os.urandom(400_000), "lease/b-second.csv": b"b;2\n" * 100}
+    for name, data in files.items():
+        world.put(name, data)
+    module = load_function(monkeypatch, world.env)
+    lease = module.SETTINGS.lock_lease.total_seconds()
+    clock = {"now": 5_000.0}
+    real_lock, real_stream = cegid_run.LeaseLock, cegid_copy.stream_to_gcs
+
+    def lock_on_test_clock(*args, **kwargs):
+        return real_lock(*args, monotonic=lambda: clock["now"], **kwargs)
+
+    def stalled_stream(*args, **kwargs):
+        digest = real_stream(*args, **kwargs)
+        clock["now"] += lease - 30  # 30 s of lease left: under the 60 s margin
+        return digest
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cegid_run, "LeaseLock", lock_on_test_clock)
+        patch.setattr(cegid_copy, "stream_to_gcs", stalled_stream)
+        with pytest.raises(LeaseLost) as raised:
+            run_once(module)
+
+    assert raised.value.code == "lease_lost" and not raised.value.terminal
+    assert world.source_names() == sorted(files)  # nothing deleted, the second not started
+    landed = world.landed()
+    assert set(landed) <= {"cegid/lease/a-first.csv"}
+    assert all(data == files[name.removeprefix("cegid/")] for name, data in landed.items())
+
+    again = run_once(module)
+
+    assert (again.files, again.already_present, again.failed) == (1, 1, 0)
+    assert world.source_names() == []
+    assert world.landed() == {f"cegid/{name}": data for name, data in files.items()}
+    assert world.all_objects() == sorted(f"cegid/{n}" for n in files)  # once each, no staging

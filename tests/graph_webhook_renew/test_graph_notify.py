@@ -189,6 +189,64 @@ def test_malformed_bodies_are_400(body: bytes) -> None:
     assert notify(SETTINGS, Clients(), request(body))[1] == 400
 
 
+def nested(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+def item_with(**raw_fields: str) -> bytes:
+    """A batch of one real-looking item (right clientState) whose fields are raw JSON text."""
+    fields = {k: json.dumps(v) for k, v in change().items()} | raw_fields
+    return ('{"value": [{' + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}]}").encode()
+
+
+# The function's default body limit: deep nesting takes room.
+ROOMY = SimpleNamespace(**vars(SETTINGS) | {"notify_max_bytes": 1_000_000})
+
+# Input that made json.loads or str.encode raise (a 500 and an ERROR traceback) or that would
+# reach Pub/Sub in a form it cannot carry. Each is refused as a whole batch, before the secret
+# is read: Graph never sends any of it.
+PATHOLOGICAL_BODIES = {
+    "deep body": b"[" * 100_000,
+    "deep value": ('{"value": ' + nested(5000) + "}").encode(),
+    "deep item": ('{"value": [' + nested(5000, json.dumps(change())) + "]}").encode(),
+    "deep resourceData": item_with(resourceData=nested(3000, "{}")),
+    "deep clientState": item_with(clientState=nested(3000, json.dumps(SECRET))),
+    "deep objects": item_with(resourceData='{"a": ' * 3000 + "{}" + "}" * 3000),
+    "just past the depth limit": item_with(resourceData=nested(29, "{}")),
+    "huge integer subscriptionId": item_with(subscriptionId="7" * 5000),
+    "huge integer in resourceData": item_with(resourceData='{"n": -' + "1" * 4301 + "}"),
+    "huge integer body": b"9" * 10_000,
+    "lone surrogate clientState": item_with(clientState='"\\ud800"'),
+    "lone surrogate after the secret": item_with(clientState=f'"{SECRET}\\udfff"'),
+    "lone surrogate subscriptionId": item_with(subscriptionId='"sub-\\ud800"'),
+    "lone surrogate tenantId": item_with(tenantId='"\\udc00"'),
+    "lone surrogate key": item_with(**{"\\udc00": '"x"'}),
+    "NaN": item_with(resourceData='{"n": NaN}'),
+    "number too large": item_with(resourceData="1e999"),
+    "invalid UTF-8": item_with(clientState='"x"').replace(b'"x"', b'"\xff\xfe"'),
+}
+
+
+@pytest.mark.parametrize("body", PATHOLOGICAL_BODIES.values(), ids=list(PATHOLOGICAL_BODIES.keys()))
+def test_pathological_bodies_are_400_before_the_secret_is_read(
+    body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    clients = Clients()
+    text, status, _ = notify(ROOMY, clients, request(body))
+    assert status == 400
+    assert json.loads(text)["error"].startswith("body is not usable JSON: ")
+    assert clients.state_reads == 0 and clients.publisher_uses == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def test_the_depth_limit_leaves_room_for_real_notifications() -> None:
+    publisher = Publisher()
+    body = item_with(resourceData=nested(28, '{"id": "m1"}'))  # 32 levels in all
+    assert notify(SETTINGS, Clients(publisher=publisher), request(body))[1] == 202
+    assert len(publisher.sent) == 1
+
+
 def test_unreadable_secret_is_503_and_says_why(logged: Any) -> None:
     clients = Clients(state_error=True)
     assert notify(SETTINGS, clients, request(batch_body(change())))[1] == 503
@@ -255,6 +313,8 @@ def test_sort_items_checks_and_strips_the_client_state() -> None:
         change(clientState=""),
         change(clientState=None),
         change(clientState=["the-client-state"]),
+        change(clientState="\ud800"),
+        change(clientState=SECRET + "\udfff"),
         {k: v for k, v in change().items() if k != "clientState"},
         lifecycle("reauthorizationRequired") | {"clientState": "nope"},
     ],

@@ -19,7 +19,9 @@ from graph_plan import Desired, RenewRequest
 from graph_reconcile import Tally, reconcile, report
 
 from devtools.fakes.graph import GraphFake
+from shared import gcs, lock
 from shared.errors import ProviderError, TerminalError, TransientError
+from shared.lock import LeaseLost
 from shared.runtime import Meter
 
 ENTRY = "graph_webhook_renew"
@@ -276,3 +278,66 @@ def test_summary_carries_every_counter(caplog: pytest.LogCaptureFixture, logged:
         "secret_reads": 0,
     }
     assert 0 <= duration < 1
+
+
+# --- a run that stalls past its lease (shared.lock fencing) ----------------------------------
+
+
+class Lease:
+    """The reconciler's lock without a bucket: taken at once; ``short`` once the lease has
+    run short (the run stalled), from then on every fence raises as LeaseLock's does."""
+
+    def __init__(self) -> None:
+        self.short = False
+        self.fenced: list[str] = []
+
+    def __call__(self, bucket: Any, name: str, **kwargs: Any) -> Lease:
+        return self  # stands in for the LeaseLock class: the run's lock is this object
+
+    def acquire(self, wait: float) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def fence(self, step: str) -> None:
+        self.fenced.append(step)
+        if self.short:
+            raise LeaseLost(f"lease ran short before {step}", code="lease_lost")
+
+
+@pytest.fixture
+def lease(monkeypatch: pytest.MonkeyPatch) -> Lease:
+    found = Lease()
+    monkeypatch.setattr(lock, "LeaseLock", found)  # reconcile imports it when it runs
+    monkeypatch.setattr(gcs, "storage_client", lambda: SimpleNamespace(bucket=lambda name: None))
+    return found
+
+
+EVENTS = Desired("/users/u1/events", "created", 4230)
+
+
+def test_creating_and_deleting_are_fenced(fake: GraphFake, make_graph: Any, lease: Lease) -> None:
+    ours(fake, hours=20)
+    duplicate = ours(fake, hours=10)
+    tally = run(make_graph(), state_bucket="b", desired=(Desired(INBOX, "created", 4230), EVENTS))
+    assert (tally.renewed, tally.deleted, tally.created) == (1, 1, 1)
+    assert lease.fenced == [
+        f"deleting subscription {duplicate.id} for created on {INBOX}",
+        "creating a subscription for created on /users/u1/events",
+    ]
+
+
+def test_a_run_whose_lease_ran_short_creates_nothing_more(
+    fake: GraphFake, make_graph: Any, lease: Lease, caplog: pytest.LogCaptureFixture, logged: Any
+) -> None:
+    """A stalled reconciler may have been overtaken: a create of its would duplicate the
+    other run's. It stops at the first fenced step, reports failed and raises (transient)."""
+    caplog.set_level(logging.INFO)
+    lease.short = True
+    with pytest.raises(LeaseLost):
+        run(make_graph(), state_bucket="b", desired=(Desired(INBOX, "created", 4230), EVENTS))
+    assert fake.count("create") == 0 and fake.live() == []
+    assert len(lease.fenced) == 1  # the second create was not even tried
+    (summary,) = logged("run_summary")
+    assert (summary["result"], summary["created"], summary["failed"]) == ("failed", 0, 1)

@@ -1,6 +1,7 @@
 """Helpers for the Bitrix24 fault tests: a fake that can hold a token request, Secret Manager
-fault injection through the stand-in's admin port, CloudEvent builders, and the invariant
-every fault must leave intact (nothing half-written is ever presented as current)."""
+fault injection through the stand-in's admin port, a private Secret Manager stand-in that can
+hold one read's answer, CloudEvent builders, and the invariant every fault must leave intact
+(nothing half-written is ever presented as current)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,22 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from google.api_core import exceptions as gexc
+from google.cloud import secretmanager
 
 from devtools.fakes.base import Request, Response
 from devtools.fakes.bitrix24 import Bitrix24Fake
+from devtools.secret_manager_emulator import SecretManagerEmulator
 from shared.secrets import SecretStore
 from shared.status import CredentialStatus, decide
 
@@ -145,6 +151,77 @@ def sm_drain_update_faults(store: SecretStore, secret: str, limit: int = 5000) -
             continue
         raise AssertionError("a draining call updated the secret")
     raise AssertionError(f"faults on {secret} not drained after {limit} calls")
+
+
+class HeldRead(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
+    """Holds the answer to the next value read (AccessSecretVersion) of one secret until the
+    test lets it go: the reader is then known to be right after that read, where a test can
+    pause it. The value is read before the hold, so the answer carries it as it was then."""
+
+    def __init__(self) -> None:
+        self._secret: str | None = None
+        self._lock = threading.Lock()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    def hold(self, secret_id: str) -> None:
+        with self._lock:
+            self._secret = secret_id
+        self.arrived.clear()
+        self.release.clear()
+
+    def _take(self, name: str) -> bool:
+        with self._lock:
+            if self._secret is None or f"/secrets/{self._secret}/" not in name:
+                return False
+            self._secret = None
+            return True
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or not details.method.endswith("/AccessSecretVersion"):
+            return handler
+        answer = handler.unary_unary
+
+        def held(request: Any, context: Any) -> Any:
+            response = answer(request, context)
+            if self._take(request.name):
+                self.arrived.set()
+                self.release.wait(timeout=120)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            held,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@contextmanager
+def private_secret_manager(interceptor: grpc.ServerInterceptor) -> Iterator[str]:
+    """A Secret Manager stand-in of this test's own (the shared one has no way to hold a
+    call), with ``interceptor`` in front; yields its gRPC address."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=[interceptor])
+    server.add_generic_rpc_handlers((SecretManagerEmulator().generic_handler(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None).wait()
+
+
+def store_at(address: str, project: str) -> SecretStore:
+    """A SecretStore on the stand-in at ``address`` (not the one the environment names)."""
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    channel = grpc.insecure_channel(address)
+    client = secretmanager.SecretManagerServiceClient(
+        transport=SecretManagerServiceGrpcTransport(channel=channel)
+    )
+    return SecretStore(project, client)
 
 
 # --- Pub/Sub deliveries -----------------------------------------------------------------

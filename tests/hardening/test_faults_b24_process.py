@@ -1,6 +1,7 @@
 """Bitrix24 refresh with real function processes: killed mid-refresh (SIGKILL to the
 functions-framework process group) at three points, then the lease runs out and the next run
-proceeds; and 50 concurrent deliveries for one credential, which must call Bitrix24 once."""
+proceeds; paused (SIGSTOP) past its lease while another run takes over, then resumed; and 50
+concurrent deliveries for one credential, which must call Bitrix24 once."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,19 +21,23 @@ import pytest
 import requests
 
 from devtools import gcp
-from devtools.fakes.bitrix24 import TOKEN_ROUTE
+from devtools.fakes.bitrix24 import TOKEN_ROUTE, function_env, seed_secrets
 from devtools.stack import FunctionServer
 from shared import clock
 from tests.hardening.hardening_b24 import (
     SOURCE,
     TARGET,
     B24World,
+    HeldRead,
+    HoldingBitrix24Fake,
     check_consistent,
     json_lines,
     post_event,
+    private_secret_manager,
     pubsub_event,
     sm_drain_add_faults,
     sm_fault,
+    store_at,
     structured,
     summaries,
     wait_for,
@@ -228,4 +233,91 @@ def test_fifty_deliveries_through_pubsub_call_bitrix24_once(
     wait_for(lambda: runs() >= 50, timeout=180, what="fifty runs")
     assert w.fake.count(TOKEN_ROUTE) == 1
     assert w.fake.reused == 0
+    assert check_consistent(w) == "whole"
+
+
+@pytest.fixture
+def held_read_world(stack: Any) -> Iterator[tuple[B24World, HeldRead]]:
+    """A Bitrix24 world whose Secret Manager (its own stand-in) can hold one read's answer."""
+    suffix = uuid.uuid4().hex[:8]
+    secrets = {
+        "client_id": f"fb24-client-id-{suffix}",
+        "client_secret": f"fb24-client-secret-{suffix}",
+        "refresh_token": f"fb24-refresh-token-{suffix}",
+        "access_token": f"fb24-access-token-{suffix}",
+    }
+    bucket = f"fstate-{suffix}"
+    gcp.create_bucket(bucket)
+    project = os.environ["GOOGLE_CLOUD_PROJECT"]
+    held = HeldRead()
+    with private_secret_manager(held) as address, HoldingBitrix24Fake() as fake:
+        assert isinstance(fake, HoldingBitrix24Fake)
+        store = store_at(address, project)
+        refresh_token = seed_secrets(fake, store, secrets)
+        env = {
+            "GOOGLE_CLOUD_PROJECT": project,
+            "SECRET_MANAGER_EMULATOR_HOST": address,
+            **function_env(fake, secrets, bucket),
+        }
+        try:
+            yield B24World(fake, store, env, secrets, bucket, refresh_token), held
+        finally:
+            held.release.set()  # never leave a held read behind
+
+
+def post_for_status(server: FunctionServer, data: dict[str, Any]) -> Future[int]:
+    """Deliver ``data`` in the background; the future holds the HTTP status of the answer."""
+    headers, body = structured(pubsub_event(data))
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(
+        lambda: requests.post(server.url, headers=headers, data=body, timeout=150).status_code
+    )
+    pool.shutdown(wait=False)
+    return future
+
+
+def written(world: B24World) -> tuple[int | None, int | None, dict[str, str]]:
+    """What a run can write: the newest version of each token secret, the status."""
+    annotations = dict(world.store.info(world.access_secret).annotations)
+    return (
+        world.store.latest_version(world.refresh_secret),
+        world.store.latest_version(world.access_secret),
+        annotations,
+    )
+
+
+def test_a_holder_paused_past_its_lease_spends_nothing_and_writes_nothing(
+    held_read_world: tuple[B24World, HeldRead], serve_function
+) -> None:
+    """Run 1 takes the lock and reads the refresh token; it is paused (SIGSTOP, the whole
+    process) before its Bitrix24 call and stays paused past its lease. Run 2 takes the lock
+    over and refreshes, spending that token. Resumed (SIGCONT), run 1 holds a spent token and
+    a lock that is no longer its own: its fence stops it before the call. Exactly one Bitrix24
+    call; no Secret Manager write from run 1, which reports failed with lease_lost and answers
+    with an error so Pub/Sub delivers again."""
+    w, held = held_read_world
+    held.hold(w.refresh_secret)
+    first = start(w, serve_function)
+    answer = post_for_status(first, {})
+    assert held.arrived.wait(60), "run 1 never read the refresh token"
+    assert lock_exists(w)  # run 1 holds the lock, the token's value is on its way to it
+    os.killpg(first.process.pid, signal.SIGSTOP)
+    try:
+        held.release.set()  # the answer waits in run 1's socket while it is stopped
+        second = start(w, serve_function, LOCK_WAIT_SECONDS=str(LEASE + 30))
+        headers, body = structured(pubsub_event({}))
+        assert requests.post(second.url, headers=headers, data=body, timeout=150).ok
+        assert "ran out, taking over" in second.log_text()
+        assert w.fake.refreshes == 1
+        after_second = written(w)
+        assert after_second[0] == 2  # run 2 stored the rotated refresh token
+    finally:
+        os.killpg(first.process.pid, signal.SIGCONT)
+
+    assert answer.result(timeout=120) >= 500  # transient: Pub/Sub delivers it again
+    assert w.fake.count(TOKEN_ROUTE) == 1 and w.fake.reused == 0
+    assert written(w) == after_second
+    (summary,) = summaries(first.log_text())
+    assert (summary["result"], summary["reason"]) == ("failed", "lease_lost")
+    assert "before calling Bitrix24" in first.log_text()
     assert check_consistent(w) == "whole"

@@ -4,13 +4,18 @@ job, and nothing half-written is ever used: no source deleted without its verifi
 partial object under its final name, staging cleared, every file landed exactly once.
 
 (tests/cegid_transfer covers a fault at each step in-process; there the lock is released as
-the exception unwinds, so the lease never has to expire. Here it must.)"""
+the exception unwinds, so the lease never has to expire. Here it must.)
+
+A run stalled for real (SIGSTOP, then SIGCONT) past its lease's safety margin deletes no
+further source: the monotonic clock kept counting while it was stopped, the fence before each
+delete sees the lease run short, and the run fails so Pub/Sub delivers it again."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,3 +93,59 @@ def test_killed_mid_transfer_then_the_lease_expires(
     assert w.source_names() == []
     assert w.landed() == {f"cegid/{name}": data for name, data in FILES.items()}
     assert w.all_objects() == sorted(f"cegid/{n}" for n in FILES)  # staging cleared
+
+
+STALL_FILES = {
+    "stall/a-first.csv": os.urandom(600_000),
+    "stall/b-large.csv": os.urandom(24_000_000),
+    "stall/c-next.csv": os.urandom(500_000),
+    "stall/d-last.csv": os.urandom(400_000),
+}
+
+
+def test_a_run_stalled_past_its_lease_margin_deletes_nothing_more(
+    world: World, serve_function, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world
+    for name, data in STALL_FILES.items():
+        w.put(name, data)
+    # A 30 s lease keeps a 15 s margin (half of itself): stalled 16 s, less than that is left.
+    env = {**w.env, "LOCK_LEASE_SECONDS": str(LEASE)}
+    server = serve_function(
+        "cegid_transfer", "cegid_transfer", signature_type="cloudevent", env=env
+    )
+    headers, body = to_structured(pubsub_event({}))
+    answers: list[int] = []
+
+    def send() -> None:
+        answers.append(
+            requests.post(server.url, headers=dict(headers), data=body, timeout=300).status_code
+        )
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    wait_for(lambda: "cegid/stall/a-first.csv" in w.landed(), timeout=120, what="the first file")
+    os.killpg(server.process.pid, signal.SIGSTOP)
+    try:
+        at_stall = w.source_names()
+        # With two sources left, whichever is in flight either reaches the fence or fails
+        # and lets the next one reach it.
+        assert len(at_stall) >= 2, "the stall came too late to test anything"
+        time.sleep(LEASE / 2 + 1)
+    finally:
+        os.killpg(server.process.pid, signal.SIGCONT)
+    sender.join(timeout=240)
+
+    assert answers == [500]  # LeaseLost is transient: Pub/Sub delivers the message again
+    assert w.source_names() == at_stall  # not one source deleted after the lease ran short
+    landed = w.landed()
+    for obj_name, data in landed.items():
+        assert data == STALL_FILES[obj_name.removeprefix("cegid/")], f"{obj_name} is not whole"
+    assert "of lease left before deleting stall/" in server.log_text()
+
+    # The stalled run released its lock as it stopped; the next run finishes the job.
+    module = load_function(monkeypatch, env)
+    summary: Any = run_once(module)
+    assert summary.failed == 0 and w.source_names() == []
+    assert w.landed() == {f"cegid/{name}": data for name, data in STALL_FILES.items()}
+    assert w.all_objects() == sorted(f"cegid/{n}" for n in STALL_FILES)  # once each

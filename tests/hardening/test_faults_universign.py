@@ -1,13 +1,15 @@
 """Universign webhook under faults: Universign API timeouts, 5xx and 429 (with and without
 Retry-After) answered 503 and processed on the redelivery; late and out-of-order events; a
 process killed mid-event (the claim's lease then expires and the redelivery is processed
-once); 50 concurrent deliveries of one event (one API call, one status change)."""
+once); a holder stalled past its claim's lease while the redelivery took over (it writes
+nothing more); 50 concurrent deliveries of one event (one API call, one status change)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,6 +126,57 @@ def test_killed_mid_event_then_the_claim_lease_expires(
     assert [m["status"] for m in kit.messages(expect=1)] == ["SIGNE"]
     again = post_event(client, kit.fake, event)
     assert again.status_code == 200 and again.get_json()["result"] == "duplicate"
+
+
+def test_a_holder_stalled_past_its_claim_lease_writes_nothing_after_the_takeover(
+    universign_kit: Kit, monkeypatch
+) -> None:
+    kit = universign_kit
+    stalled_main = load_main({**kit.env, "UNIVERSIGN_EVENT_LEASE_SECONDS": str(LEASE)}, monkeypatch)
+    stalled = webhook_client(stalled_main)
+    api = stalled_main.clients().api
+    lost = [0.0]  # monotonic seconds the stalled holder lost
+    monkeypatch.setattr(
+        stalled_main.clients().state, "monotonic", lambda: time.monotonic() + lost[0], raising=False
+    )
+    tx = kit.fake.create_transaction(state="started").id
+    event = kit.fake.event(tx)
+    inside, resume = threading.Event(), threading.Event()
+    read = api.get_transaction
+
+    def stall(*args: Any, **kwargs: Any) -> Any:
+        reading = read(*args, **kwargs)  # "started"
+        inside.set()
+        resume.wait(timeout=30)
+        return reading
+
+    monkeypatch.setattr(api, "get_transaction", stall)
+    answers: list[Any] = []
+    holder = threading.Thread(target=lambda: answers.append(post_event(stalled, kit.fake, event)))
+    holder.start()
+    assert inside.wait(timeout=30)
+
+    # The lease runs out: by the wall clock for the redelivery, which takes the claim over and
+    # syncs, and by the monotonic clock for the stalled holder.
+    lost[0] = LEASE + 1.0
+    real_now = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real_now() + timedelta(seconds=LEASE + 1))
+    kit.fake.set_state(tx, "completed")
+    takeover = post_event(client_for(kit, monkeypatch), kit.fake, event)
+    assert takeover.status_code == 200 and takeover.get_json()["result"] == "synced"
+
+    resume.set()
+    holder.join(timeout=30)
+    (answer,) = answers
+    assert answer.status_code == 503
+    assert answer.get_json() == {"result": "retry_later", "detail": "LeaseLost"}
+    doc = kit.must(tx)
+    # Only the redelivery wrote: one sync, and its claim is the one marked done.
+    assert doc["status"] == "SIGNE" and doc["sync_attempts"] == 1
+    assert [h["source"] for h in doc["history"]] == ["webhook:transaction.lifecycle.started"]
+    again = post_event(client_for(kit, monkeypatch), kit.fake, event)
+    assert again.get_json()["result"] == "duplicate"
+    assert [m["status"] for m in kit.messages(expect=1)] == ["SIGNE"]
 
 
 @pytest.mark.e2e

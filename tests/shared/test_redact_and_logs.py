@@ -108,3 +108,16 @@ def test_trace_of_request_is_attached(logger: logging.Logger, capsys) -> None:
         logger.info("inside a request")
     (line,) = lines(capsys)
     assert line["logging.googleapis.com/trace"] == "projects/demo-project/traces/abc123def"
+
+
+def test_a_lone_surrogate_in_a_message_does_not_lose_the_line(logger: logging.Logger) -> None:
+    # Hostile input quoted in a message: strict UTF-8 stdout (as on Cloud Run) must accept it.
+    record = logging.LogRecord(
+        "demo", logging.WARNING, __file__, 1, "bad id %s", ("x\ud800y",), None
+    )
+    line = logs.CloudLoggingFormatter().format(record)
+    line.encode("utf-8")  # raises UnicodeEncodeError if the surrogate reached the output
+    assert "x\\ud800y" in line  # a JSON escape: Cloud Logging reads the line as written
+    assert json.loads(line)["message"] == "bad id x\ud800y"
+    record = logging.LogRecord("demo", logging.INFO, __file__, 1, "été %s", ("ok",), None)
+    assert json.loads(logs.CloudLoggingFormatter().format(record))["message"] == "été ok"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -12,7 +14,8 @@ from google.cloud import storage  # type: ignore[attr-defined]
 
 from devtools import gcp
 from shared import clock, redact
-from shared.lock import LeaseLock, LockBusy
+from shared.errors import TransientError
+from shared.lock import LeaseLock, LeaseLost, LockBusy
 from shared.secrets import SecretStore, with_retry
 
 
@@ -86,7 +89,6 @@ def test_list_by_label(store: SecretStore, secret_id: str) -> None:
 
 
 def test_with_retry_outlasts_an_outage(stack, store: SecretStore, secret_id: str) -> None:
-    import json
     import os
     import urllib.request
 
@@ -182,3 +184,115 @@ def test_concurrent_contenders_serialise(bucket: storage.Bucket) -> None:
         t.join()
     assert entered == 8
     assert most == 1
+
+
+# --- fencing --------------------------------------------------------------------------------
+
+
+class Monotonic:
+    """The lock's monotonic clock, moved by the test: a holder that stalls is one whose clock
+    runs on while it does nothing."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
+def test_fence_passes_while_more_than_the_margin_is_left(bucket: storage.Bucket) -> None:
+    ticks = Monotonic()
+    lock = LeaseLock(bucket, "cred", lease=timedelta(minutes=5), monotonic=ticks)
+    assert lock.try_acquire()
+    assert lock.remaining() == 300
+    lock.fence("calling the provider")
+    ticks.advance(239)
+    assert lock.remaining() == 61
+    lock.fence("calling the provider")
+
+
+@pytest.mark.parametrize("elapsed", [240, 241, 300, 900])
+def test_fence_raises_from_lease_minus_margin_on(bucket: storage.Bucket, elapsed: int) -> None:
+    ticks = Monotonic()
+    lock = LeaseLock(bucket, "cred", lease=timedelta(minutes=5), monotonic=ticks)
+    assert lock.try_acquire()
+    ticks.advance(elapsed)
+    with pytest.raises(LeaseLost) as lost:
+        lock.fence("calling the provider")
+    assert lost.value.code == "lease_lost" and not lost.value.terminal  # Pub/Sub delivers again
+    assert isinstance(lost.value, TransientError)
+    assert "calling the provider" in str(lost.value)
+
+
+def test_fence_raises_after_release_and_before_acquiring(bucket: storage.Bucket) -> None:
+    lock = LeaseLock(bucket, "cred", lease=timedelta(minutes=5), monotonic=Monotonic())
+    with pytest.raises(LeaseLost):
+        lock.fence("writing before the lock is taken")
+    with lock.held(wait=0):
+        lock.fence("writing under the lock")
+    assert lock.remaining() == 0
+    with pytest.raises(LeaseLost):
+        lock.fence("writing after the lock was released")
+
+
+def test_the_margin_is_capped_at_half_a_short_lease(bucket: storage.Bucket) -> None:
+    ticks = Monotonic()
+    short = LeaseLock(bucket, "short", lease=timedelta(seconds=30), monotonic=ticks)
+    assert short.margin == timedelta(seconds=15)  # not the default 60 s: nothing would be left
+    assert short.try_acquire()
+    ticks.advance(14)
+    short.fence("step")
+    ticks.advance(1)
+    with pytest.raises(LeaseLost):
+        short.fence("step")
+    explicit = LeaseLock(
+        bucket, "explicit", lease=timedelta(minutes=5), margin=timedelta(seconds=10)
+    )
+    assert explicit.margin == timedelta(seconds=10)
+
+
+def test_the_lease_counts_from_before_the_lock_write(
+    bucket: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow lock write eats into the lease: the stored expiry was computed before it."""
+    ticks = Monotonic()
+    lock = LeaseLock(bucket, "cred", lease=timedelta(minutes=5), monotonic=ticks)
+    upload = storage.Blob.upload_from_string
+
+    def slow_upload(blob: storage.Blob, *args: Any, **kwargs: Any) -> None:
+        ticks.advance(100)  # the write took 100 s
+        upload(blob, *args, **kwargs)
+
+    monkeypatch.setattr(storage.Blob, "upload_from_string", slow_upload)
+    assert lock.try_acquire()
+    assert lock.remaining() == 200
+
+
+def test_fence_stops_a_holder_whose_lease_another_run_took_over(
+    bucket: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What fencing is for: the first holder stalls past its lease, a second run takes the
+    lock over; the stalled one, resuming, must not take its next step."""
+    stalled_ticks = Monotonic()
+    stalled = LeaseLock(bucket, "cred", lease=timedelta(minutes=5), monotonic=stalled_ticks)
+    successor = LeaseLock(bucket, "cred", lease=timedelta(minutes=5), monotonic=Monotonic())
+    assert stalled.try_acquire()
+    stalled.fence("calling the provider")
+    assert not successor.try_acquire()  # while the lease runs, nobody else gets in
+
+    # Paused for six minutes: the lease ran out in wall-clock time and on the monotonic clock.
+    later = clock.now() + timedelta(minutes=6)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    stalled_ticks.advance(360)
+    assert successor.try_acquire()
+    successor.fence("calling the provider")
+
+    holder = bucket.get_blob("locks/cred.json")
+    assert holder is not None
+    assert json.loads(holder.download_as_bytes())["owner"] == successor.owner
+    with pytest.raises(LeaseLost):
+        stalled.fence("calling the provider")
+    successor.fence("storing the new token")

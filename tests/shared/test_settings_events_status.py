@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
@@ -47,20 +48,29 @@ def test_bool_and_json_settings() -> None:
 # --- events ----------------------------------------------------------------------------
 
 
-def pubsub_event(data: bytes | str | None, *, time: datetime | None = None) -> CloudEvent:
+def pubsub_event(
+    data: bytes | str | None,
+    *,
+    time: datetime | str | None = None,
+    attributes: Any = None,
+    message_id: Any = "42",
+) -> CloudEvent:
     encoded = (
         ""
         if data is None
         else base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
     )
-    attributes = {
+    event_attributes = {
         "type": "google.cloud.pubsub.topic.v1.messagePublished",
         "source": "//pubsub.googleapis.com/projects/p/topics/t",
         "id": "42",
     }
     if time is not None:
-        attributes["time"] = time.isoformat()
-    return CloudEvent(attributes, {"message": {"data": encoded, "messageId": "42"}})
+        event_attributes["time"] = time if isinstance(time, str) else time.isoformat()
+    message: dict[str, Any] = {"data": encoded, "messageId": message_id}
+    if attributes is not None:
+        message["attributes"] = attributes
+    return CloudEvent(event_attributes, {"message": message})
 
 
 @pytest.mark.parametrize("payload", [None, "", "{}", '{"force": true}'])
@@ -91,6 +101,132 @@ def test_event_without_message_is_bad() -> None:
     event = CloudEvent({"type": "x", "source": "y"}, {"nothing": True})
     with pytest.raises(events.BadMessage, match="no Pub/Sub message"):
         events.decode(event)
+
+
+CANARY = "canary-5c1e"
+KEY = f'{{"{CANARY}": '
+# Pathological data of every class, each carrying CANARY where it can: it must never be logged.
+PATHOLOGICAL_DATA: dict[str, bytes | str] = {
+    "deep array": "[" * 100_000,
+    "deep in a value": KEY + "[" * 5000 + "]" * 5000 + "}",
+    "deep object": KEY * 3000 + "1" + "}" * 3000,
+    "huge integer": '{"force": ' + "1" * 5000 + "}",
+    "huge integer in a list": KEY + "[" + "9" * 4301 + "]}",
+    "number too large": KEY + "1e999}",
+    "lone surrogate value": '{"force": "\\ud800' + CANARY + '"}',
+    "lone surrogate key": '{"\\udfff' + CANARY + '": true}',
+    "NaN": KEY + "NaN}",
+    "invalid UTF-8": KEY.encode() + b'"\xff\xfe"}',
+    "UTF-16": (KEY + "1}").encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("payload", PATHOLOGICAL_DATA.values(), ids=PATHOLOGICAL_DATA.keys())
+def test_pathological_data_is_a_bad_message(payload: bytes | str) -> None:
+    with pytest.raises(events.BadMessage, match=r"^message data refused: ") as refused:
+        events.decode(pubsub_event(payload))
+    assert CANARY not in str(refused.value)
+
+
+@pytest.mark.parametrize("payload", PATHOLOGICAL_DATA.values(), ids=PATHOLOGICAL_DATA.keys())
+def test_pathological_data_is_acknowledged_with_a_warning_naming_the_message(
+    payload: bytes | str, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(clock, "now", lambda: NOW)
+    fresh = pubsub_event(payload, time=NOW - timedelta(minutes=1))
+    assert events.receive(fresh, max_age=timedelta(minutes=30)) is None
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert record.getMessage().startswith("ignoring message 42: message data refused: ")
+    assert CANARY not in caplog.text
+
+
+@pytest.mark.parametrize("payload", PATHOLOGICAL_DATA.values(), ids=PATHOLOGICAL_DATA.keys())
+def test_age_guard_runs_before_the_data_is_decoded(
+    payload: bytes | str, monkeypatch, caplog
+) -> None:
+    """An old message is dropped as too old whatever it carries: its data is never read."""
+    monkeypatch.setattr(clock, "now", lambda: NOW)
+    old = pubsub_event(payload, time=NOW - timedelta(minutes=31))
+    assert events.receive(old, max_age=timedelta(minutes=30)) is None
+    (record,) = caplog.records
+    assert record.getMessage().startswith("dropping message 42 published 1860s ago")
+    assert record.json_fields == {"outcome": "too_old"}
+
+
+def test_age_guard_reads_publish_time_when_the_event_has_no_time(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(clock, "now", lambda: NOW)
+    event = pubsub_event("[" * 100_000)
+    del event["time"]  # CloudEvent fills it in; Pub/Sub's publishTime is then the one read
+    event.data["message"]["publishTime"] = (NOW - timedelta(hours=2)).isoformat()
+    assert events.receive(event, max_age=timedelta(minutes=30)) is None
+    assert "dropping message 42 published 7200s ago" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("attributes", "why"),
+    [
+        ({"origin": "\ud800"}, "message attributes are not valid Unicode"),
+        ({"\udc00": "x"}, "message attributes are not valid Unicode"),
+        ({"origin": ["[" * 50]}, "message attributes must map strings to strings"),
+        ({"n": int("9" * 4000)}, "message attributes must map strings to strings"),
+        ({"origin": {"a": {"b": {}}}}, "message attributes must map strings to strings"),
+        ("text", "message attributes are not an object"),
+        ([["k", "v"]], "message attributes are not an object"),
+    ],
+    ids=repr,
+)
+def test_attributes_that_pubsub_never_sends_make_a_bad_message(
+    attributes: Any, why: str, caplog
+) -> None:
+    with pytest.raises(events.BadMessage, match=f"^{why}$"):
+        events.decode(pubsub_event("{}", attributes=attributes))
+    assert events.receive(pubsub_event("{}", attributes=attributes), max_age=timedelta(1)) is None
+    assert f"ignoring message 42: {why}" in caplog.text
+
+
+def test_string_attributes_are_kept() -> None:
+    message = events.decode(pubsub_event("{}", attributes={"origin": "scheduler", "é": "✓"}))
+    assert message.attributes == {"origin": "scheduler", "é": "✓"}
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["not base64!", "e30=\u00e9", "\ud800"],
+    ids=["garbage", "non-ASCII", "lone surrogate"],
+)
+def test_data_that_is_not_base64_text_is_a_bad_message(data: str, caplog) -> None:
+    event = pubsub_event(None)
+    event.data["message"]["data"] = data
+    assert events.receive(event, max_age=timedelta(1)) is None
+    assert "ignoring message 42: message data is not base64" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("message_id", "logged"),
+    [
+        ("\ud800\n7", "\\ud800\n7"),
+        ("9" * 500, "9" * 128),
+        (["[" * 50], "42"),  # not a string: the CloudEvent id instead
+        (None, "42"),
+    ],
+    ids=["lone surrogate", "long", "list", "none"],
+)
+def test_the_logged_message_id_is_printable(message_id: Any, logged: str, caplog) -> None:
+    assert events.receive(pubsub_event("[", message_id=message_id), max_age=timedelta(1)) is None
+    assert caplog.records[0].getMessage().startswith(f"ignoring message {logged}: ")
+    caplog.records[0].getMessage().encode("ascii")
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday"],
+    ids=["min", "max", "not a time"],
+)
+def test_a_publish_time_out_of_range_is_a_bad_message(time: str, caplog) -> None:
+    # Moved to UTC, these leave datetime's range: the age guard cannot vouch for the message.
+    assert events.receive(pubsub_event("{}", time=time), max_age=timedelta(1)) is None
+    assert "ignoring message 42: publish time is not a usable time" in caplog.text
 
 
 # --- renewal policy --------------------------------------------------------------------
@@ -207,3 +343,28 @@ def test_annotations_round_trip() -> None:
     assert annotations["expires-at"] == "2026-11-22T12:00:00Z"
     assert annotations["refreshed-at"] == "2026-11-22T10:59:59.750Z"
     assert CredentialStatus.from_annotations(annotations) == s
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "not a time", ""]
+)
+def test_a_time_outside_the_calendar_is_unusable_not_an_error(text: str) -> None:
+    assert clock.parse_time(text) is None
+
+
+def test_unknown_fields_are_quoted_short_and_few() -> None:
+    canary = "payload-canary-" + "x" * 100
+    data = {"force": True, "frcoe": 1, canary: 2, "\ud800": 3, "a": 4, "b": 5}
+    with pytest.raises(events.BadMessage) as refused:
+        events.refuse_unknown_fields(data, {"force"}, "{} or force")
+    assert (
+        str(refused.value) == "unknown fields ['a', 'b', 'frcoe'] and 2 more; expected {} or force"
+    )
+    with pytest.raises(events.BadMessage, match=r"^unknown fields \['payload-canary-x{9}'\];"):
+        events.refuse_unknown_fields({canary: 1}, {"force"}, "{} or force")
+    with pytest.raises(events.BadMessage) as refused:
+        events.refuse_unknown_fields({"\ud800": 1}, {"force"}, "{} or force")
+    assert (
+        str(refused.value).encode("ascii") == b"unknown fields ['\\\\ud800']; expected {} or force"
+    )
+    events.refuse_unknown_fields({"force": True}, {"force"}, "{} or force")  # nothing raised

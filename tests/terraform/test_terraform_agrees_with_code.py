@@ -30,6 +30,8 @@ from tf_agreement import (
     check_secrets,
     check_service_accounts,
     check_topics,
+    condition_matches,
+    condition_matches_secret,
     copy_terraform,
     functions_of,
     load_inventory,
@@ -232,6 +234,73 @@ def test_a_name_condition_matching_other_secrets_is_noticed(tmp_path) -> None:
     )
     problems = check_secrets(load_inventory(copy), _b24())
     assert any("does not read: ['b24-unrelated']" in p for p in problems), problems
+
+
+def _hubspot() -> FunctionFolder:
+    return scan_folder(REPO_ROOT / "functions" / "hubspot_refresh")
+
+
+def test_write_access_to_a_secret_the_code_only_reads_is_noticed(tmp_path) -> None:
+    """HubSpot's secretVersionManager binding back on every hubspot-* secret (the condition
+    before issue 18): it could add, disable or destroy versions of the app's client secret."""
+    copy = _mutated_terraform(
+        tmp_path,
+        "expression  = local.hubspot_secret_write_condition",
+        "expression  = local.hubspot_secret_condition",
+        file="hubspot.tf",
+    )
+    problems = check_secrets(load_inventory(copy), _hubspot())
+    for secret in ("hubspot-client-id", "hubspot-client-secret"):
+        assert any(
+            f"can change secret {secret!r}, which the code only reads, through "
+            "google_project_iam_member.hubspot_secret_versions[0] "
+            "(roles/secretmanager.secretVersionManager)" in p
+            for p in problems
+        ), problems
+
+
+def test_a_custom_role_that_writes_a_read_only_secret_is_noticed(tmp_path) -> None:
+    """The annotator role (secrets.update) on Bitrix24's client secret, bound per secret."""
+    copy = _mutated_terraform(tmp_path, "", "")
+    (copy / "zz_mutation.tf").write_text(
+        textwrap.dedent(
+            """
+            resource "google_secret_manager_secret_iam_member" "b24_annotate_client" {
+              secret_id = google_secret_manager_secret.b24["client_secret"].id
+              role      = google_project_iam_custom_role.secret_annotator.id
+              member    = "serviceAccount:${google_service_account.b24[0].email}"
+            }
+            """
+        )
+    )
+    problems = check_secrets(load_inventory(copy), _b24())
+    assert any("can change secret 'b24-client-secret'" in p for p in problems), problems
+    # The secrets the code writes (new token versions, annotations) are no problem.
+    assert not any("'b24-access-token'" in p or "'b24-refresh-token'" in p for p in problems)
+
+
+def test_the_condition_reader_evaluates_name_conditions_and_refuses_the_rest() -> None:
+    base = 'resource.name.startsWith("projects/42/secrets/hubspot-")'
+    but_client = (
+        base + ' && !(resource.name == "projects/42/secrets/hubspot-client-secret"'
+        ' || resource.name.startsWith("projects/42/secrets/hubspot-client-secret/"))'
+    )
+    assert condition_matches_secret(but_client, "hubspot-1-access-token")
+    assert condition_matches_secret(but_client, "hubspot-client-secret-2")
+    assert not condition_matches_secret(but_client, "hubspot-client-secret")
+    assert condition_matches_secret(base, "hubspot-client-secret")
+    assert not condition_matches_secret(base, "b24-client-secret")
+    # Versions are named .../secrets/<id>/versions/<n>: a condition may match only those.
+    assert condition_matches_secret('resource.name.endsWith("/versions/1")', "any")
+    assert condition_matches('!resource.name.endsWith("x") || false', "abx") is False
+    for unreadable in (
+        'resource.type == "secretmanager.googleapis.com/Secret"',
+        'resource.name.extract("/secrets/{id}/") == "x"',
+        'request.time < timestamp("2030-01-01T00:00:00Z")',
+        'resource.name.startsWith("a"',
+    ):
+        with pytest.raises(ValueError, match="condition not understood"):
+            condition_matches(unreadable, "projects/42/secrets/a")
 
 
 def test_a_service_account_shared_between_integrations_is_noticed(tmp_path) -> None:

@@ -9,6 +9,7 @@ tools/function_scan.py (``ast``).
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -173,18 +174,97 @@ def secrets_used(function: dict[str, Any], folder: FunctionFolder) -> tuple[set[
     return used, problems
 
 
+# SecretStore and SecretManagerServiceClient calls that change a secret or its versions.
+WRITE_CALLS = frozenset(
+    {
+        "add_version",
+        "update_annotations",
+        "update_labels",
+        "prune",
+        "create",
+        "add_secret_version",
+        "destroy_secret_version",
+        "disable_secret_version",
+        "enable_secret_version",
+        "update_secret",
+        "delete_secret",
+    }
+)
+
+
+def secrets_written(function: dict[str, Any], folder: FunctionFolder) -> set[str]:
+    """Secret ids the code changes: the first argument of a write call (WRITE_CALLS) that is a
+    literal id or a settings field (``settings.access_token_secret``) filled from a *_SECRET
+    variable, resolved like ``secrets_used``. Ids computed at run time (HubSpot's account
+    secrets) are not Terraform resources, so nothing is lost by leaving them out; every other
+    secret the function reads is read-only to it."""
+    settings = folder.secret_settings()
+    fields = {r.setting: r.name for r in folder.env if r.setting and r.name in settings}
+    env = function["environment"] or {}
+    written: set[str] = set()
+    for file in sorted(folder.path.glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text("utf-8"), str(file))):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in WRITE_CALLS
+                and node.args
+            ):
+                continue
+            target = node.args[0]
+            if isinstance(target, ast.Constant) and isinstance(target.value, str):
+                written.add(target.value)
+            elif isinstance(target, ast.Attribute) and target.attr in fields:
+                variable = fields[target.attr]
+                value = env.get(variable) if variable in env else settings[variable]
+                if value:
+                    written.add(value)
+    return written
+
+
+# Secret Manager permissions that read (values or metadata) and change nothing.
+READ_PERMISSIONS = frozenset(
+    {
+        "secretmanager.versions.access",
+        "secretmanager.versions.get",
+        "secretmanager.versions.list",
+        "secretmanager.secrets.get",
+        "secretmanager.secrets.list",
+        "secretmanager.secrets.getIamPolicy",
+        "secretmanager.locations.get",
+        "secretmanager.locations.list",
+    }
+)
+READ_ROLES = frozenset({ACCESSOR, "roles/secretmanager.viewer"})
+
+
+def _can_write(role: str | None, inventory: dict[str, Any]) -> bool:
+    """Whether ``role`` may change a secret: any predefined Secret Manager role but the
+    accessor and the viewer, or a custom role with a Secret Manager permission that is not a
+    read (READ_PERMISSIONS)."""
+    if not role:
+        return False
+    if role.startswith("roles/"):
+        return role.startswith("roles/secretmanager.") and role not in READ_ROLES
+    permissions = inventory.get("custom_roles", {}).get(role) or []
+    return any(p.startswith("secretmanager.") and p not in READ_PERMISSIONS for p in permissions)
+
+
 def check_secrets(inventory: dict[str, Any], folder: FunctionFolder) -> list[str]:
     """Every secret the function reads exists; its service account can read exactly those
     secrets (with several service accounts for one folder: together exactly those, each
-    none beyond them, since the scan cannot tell which entry point reads which)."""
+    none beyond them, since the scan cannot tell which entry point reads which), and can
+    change none that the code only reads (``secrets_written``)."""
     problems: list[str] = []
     existing = secret_ids(inventory)
     deployed = functions_of(inventory, folder)
     needed: set[str] = set()
+    written: set[str] = set()
     for function in deployed:
         used, unresolved = secrets_used(function, folder)
         problems += unresolved
         needed |= used
+        written |= secrets_written(function, folder)
         for secret in sorted(used - existing):
             problems.append(
                 f"{folder.name}: module.{function['module']} reads secret {secret!r}, "
@@ -196,28 +276,45 @@ def check_secrets(inventory: dict[str, Any], folder: FunctionFolder) -> list[str
         accounts.discard(None)
     readable_by: dict[str, set[str]] = {a: set() for a in accounts}
     any_role_by: dict[str, set[str]] = {a: set() for a in accounts}
+    writable_by: dict[str, dict[str, set[str]]] = {a: {} for a in accounts}  # secret -> how
     for member in inventory["secret_iam"]:
         account = member["service_account"]
         if account in readable_by and member["secret_id"]:
             any_role_by[account].add(member["secret_id"])
             if member["role"] == ACCESSOR:
                 readable_by[account].add(member["secret_id"])
+            if _can_write(member["role"], inventory):
+                how = writable_by[account].setdefault(member["secret_id"], set())
+                how.add(f"{member['address']} ({member['role']})")
     for member in inventory.get("project_iam", []):
         account = member["service_account"]
         if account not in readable_by or not _touches_secrets(member["role"], inventory):
             continue
-        prefixes = re.findall(r'/secrets/([^"\\)]+)"', member["condition"] or "")
-        if not prefixes:
+        if not member["condition"]:
             problems.append(
                 f"{folder.name}: {member['address']} grants {member['role']} on every secret "
                 "of the project (no condition on the secret name)"
             )
             continue
-        matched = {s for s in existing if s.startswith(tuple(prefixes))}
+        try:
+            matched = {s for s in existing if condition_matches_secret(member["condition"], s)}
+        except ValueError as error:
+            problems.append(f"{folder.name}: {member['address']}: {error}")
+            continue
         any_role_by[account] |= matched
         if member["role"] == ACCESSOR:
             readable_by[account] |= matched
+        if _can_write(member["role"], inventory):
+            for secret in matched:
+                how = writable_by[account].setdefault(secret, set())
+                how.add(f"{member['address']} ({member['role']})")
+    read_only = needed - written
     for account in sorted(accounts):
+        for secret in sorted(read_only & set(writable_by[account])):
+            problems.append(
+                f"{folder.name}: service account {account} can change secret {secret!r}, which "
+                f"the code only reads, through {', '.join(sorted(writable_by[account][secret]))}"
+            )
         extra = any_role_by[account] - needed
         if extra:
             problems.append(
@@ -249,6 +346,128 @@ def _touches_secrets(role: str | None, inventory: dict[str, Any]) -> bool:
         return True
     permissions = inventory.get("custom_roles", {}).get(role) or []
     return any(p.startswith("secretmanager.") and p not in METADATA_ONLY for p in permissions)
+
+
+# --------------------------------------------------------------------------- IAM conditions
+
+# The part of IAM's condition language (CEL) that name conditions here use: resource.name
+# with startsWith / endsWith / == / !=, combined with !, && and || and parentheses. Anything
+# else is refused, so a condition this cannot read is a problem, never a silent pass.
+_TOKEN = re.compile(
+    r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>&&|\|\||==|!=|[!().])|(?P<word>[A-Za-z_]\w*))'
+)
+
+
+def _tokens(expression: str) -> list[str]:
+    tokens: list[str] = []
+    position = 0
+    while position < len(expression):
+        if expression[position:].strip() == "":
+            break
+        match = _TOKEN.match(expression, position)
+        if match is None:
+            raise ValueError(f"condition not understood at {expression[position:][:30]!r}")
+        tokens.append(match.group(match.lastgroup or ""))
+        position = match.end()
+    return tokens
+
+
+class _Condition:
+    """Evaluates one condition for one resource name (recursive descent over the tokens)."""
+
+    def __init__(self, expression: str, name: str) -> None:
+        self.tokens = _tokens(expression)
+        self.at = 0
+        self.name = name
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def _take(self, expected: str | None = None) -> str:
+        token = self._peek()
+        if token is None or (expected is not None and token != expected):
+            raise ValueError(f"condition not understood: expected {expected or 'more'}")
+        self.at += 1
+        return token
+
+    def _string(self) -> str:
+        token = self._take()
+        if not token.startswith('"'):
+            raise ValueError(f"condition not understood: {token!r} is not a string")
+        value: str = json.loads(token)
+        return value
+
+    def evaluate(self) -> bool:
+        value = self._or()
+        if self._peek() is not None:
+            raise ValueError(f"condition not understood near {self._peek()!r}")
+        return value
+
+    def _or(self) -> bool:
+        value = self._and()
+        while self._peek() == "||":
+            self._take()
+            right = self._and()
+            value = value or right
+        return value
+
+    def _and(self) -> bool:
+        value = self._not()
+        while self._peek() == "&&":
+            self._take()
+            right = self._not()
+            value = value and right
+        return value
+
+    def _not(self) -> bool:
+        if self._peek() == "!":
+            self._take()
+            return not self._not()
+        return self._primary()
+
+    def _primary(self) -> bool:
+        token = self._take()
+        if token == "(":
+            value = self._or()
+            self._take(")")
+            return value
+        if token in ("true", "false"):
+            return token == "true"
+        if token != "resource":
+            raise ValueError(f"condition not understood: {token!r} (only resource.name is read)")
+        self._take(".")
+        self._take("name")
+        operator = self._take()
+        if operator in ("==", "!="):
+            return (self.name == self._string()) == (operator == "==")
+        if operator != ".":
+            raise ValueError(f"condition not understood: resource.name {operator}")
+        function = self._take()
+        if function not in ("startsWith", "endsWith"):
+            raise ValueError(f"condition not understood: resource.name.{function}()")
+        self._take("(")
+        argument = self._string()
+        self._take(")")
+        if function == "startsWith":
+            return self.name.startswith(argument)
+        return self.name.endswith(argument)
+
+
+def condition_matches(expression: str, name: str) -> bool:
+    """Whether IAM condition ``expression`` grants the role on the resource named ``name``;
+    ValueError when the expression uses more than this reads (see _TOKEN)."""
+    return _Condition(expression, name).evaluate()
+
+
+def condition_matches_secret(expression: str, secret_id: str) -> bool:
+    """Whether the condition holds for the secret or for its versions: Secret Manager checks
+    ``projects/<number>/secrets/<id>`` (values are read and versions added there) and
+    ``.../secrets/<id>/versions/<n>`` (versions read, disabled, destroyed)."""
+    projects = re.findall(r"projects/([^/\"]+)/secrets/", expression) or ["0"]
+    secret = f"projects/{projects[0]}/secrets/{secret_id}"
+    return condition_matches(expression, secret) or condition_matches(
+        expression, f"{secret}/versions/1"
+    )
 
 
 def check_topics(inventory: dict[str, Any], folder: FunctionFolder) -> list[str]:

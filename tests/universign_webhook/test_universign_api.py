@@ -100,6 +100,17 @@ def test_persistent_5xx_is_transient(fake: UniversignFake) -> None:
         api(fake).get_transaction(tx)
 
 
+def test_a_transaction_no_json_parser_takes_is_transient(fake: UniversignFake) -> None:
+    from devtools.fakes.base import Response
+
+    nested = b"[" * 100_000 + b"]" * 100_000
+    fake.route("GET", "/nested/v1/transactions/{tx}", lambda _r: Response(raw=nested))
+    http = HttpClient(timeout=5, retry=RetryPolicy(attempts=1))
+    with pytest.raises(TransientError) as caught:
+        UniversignApi(f"{fake.url}/nested", http, Keys(fake.api_key)).get_transaction("tx_1")
+    assert caught.value.code == "malformed_response"
+
+
 def test_download_from_the_transaction_endpoint(fake: UniversignFake) -> None:
     created = fake.create_transaction(state="completed", documents={"c.pdf": b"%PDF c"})
     download = api(fake).download_document(created.id, created.documents[0].id)

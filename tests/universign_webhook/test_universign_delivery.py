@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devtools.fakes.universign import TRANSACTION_ROUTE, SigningKey, UniversignFake
+from devtools.fakes.universign import (
+    JWKS_ROUTE,
+    TRANSACTION_ROUTE,
+    SigningKey,
+    UniversignFake,
+    b64url,
+)
 from shared import clock
 from shared.secrets import SecretStore
 from tests.universign_webhook.universign_testkit import (
@@ -76,10 +83,10 @@ def test_the_same_event_twice_is_processed_once(kit: Kit, client: Any, capsys) -
 def test_an_event_being_processed_answers_409(kit: Kit, client: Any, main: Any, capsys) -> None:
     tx = kit.fake.create_transaction(state="started").id
     event = kit.fake.event(tx)
-    claim, _ = main.clients().state.claim_event(
+    claim = main.clients().state.claim_event(
         event["id"], lease=main.SETTINGS.event_lease, now=clock.now()
     )
-    assert claim == "claimed"  # as another instance would hold it
+    assert claim.state == "claimed"  # as another instance would hold it
     answer = post_event(client, kit.fake, event)
     assert answered(capsys, answer) == (409, "in_progress", REJECTED, set())
     assert kit.fake.count(TRANSACTION_ROUTE) == 0
@@ -202,6 +209,146 @@ def test_a_wrong_url_token_is_refused(
         (401, "unauthorized", REJECTED, FORGED),
         (200, "synced", SYNCED, set()),
     ]
+
+
+def test_a_protected_header_no_json_parser_takes_is_a_bad_signature(
+    kit: Kit, client: Any, capsys
+) -> None:
+    """Nested past the recursion limit: refused as a bad signature (what the alert counts),
+    never a 500, and before any key is fetched."""
+    fake: UniversignFake = kit.fake
+    body = fake.encode(fake.event(fake.create_transaction(state="started").id))
+    _, _, signature = fake.key.sign(body).partition("..")
+    capsys.readouterr()
+    nested = b64url(b"[" * 2500 + b"]" * 2500)
+    answer = post_event(client, fake, body, signature=f"{nested}..{signature}")
+    assert answered(capsys, answer) == (401, "bad_signature", REJECTED, FORGED)
+    assert fake.count(JWKS_ROUTE) == 0 and fake.count(TRANSACTION_ROUTE) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"n":' + b"9" * 5000 + b"}"],
+    ids=["nested", "huge-integer"],
+)
+def test_a_signed_body_no_json_parser_takes_is_400(
+    kit: Kit, client: Any, capsys, body: bytes
+) -> None:
+    capsys.readouterr()
+    answer = post_event(client, kit.fake, body)
+    assert answered(capsys, answer) == (400, "bad_json", REJECTED, set())
+
+
+def test_a_lone_surrogate_in_a_signed_event_is_400_with_its_request_line(
+    kit: Kit, client: Any, capsys
+) -> None:
+    """A lone surrogate is no text any consumer can encode: refused like any unusable JSON,
+    and the webhook_request line is still written."""
+    body = json.dumps({"object": "event", "id": "evt_surrogate", "type": "apikey.\ud800"})
+    capsys.readouterr()
+    answer = post_event(client, kit.fake, body.encode("ascii"))
+    assert answered(capsys, answer) == (400, "bad_json", REJECTED, set())
+
+
+# --- key rotation: a kid we could not check is never refused for good ------------------------
+
+
+def test_a_key_rotated_right_after_a_forged_kid_is_processed(kit: Kit, client: Any, capsys) -> None:
+    fake: UniversignFake = kit.fake
+    tx = fake.create_transaction(state="started").id
+    assert deliver(client, kit, tx).status_code == 200
+    body = fake.encode(fake.event(tx))
+    forged = SigningKey.generate().sign(body)
+    capsys.readouterr()
+    assert answered(capsys, post_event(client, fake, body, signature=forged))[:2] == (
+        401,
+        "bad_signature",
+    )
+    fake.rotate_key()  # Universign publishes its new key a moment later
+    fake.set_state(tx, "completed")
+    answer = deliver(client, kit, tx)
+    assert answered(capsys, answer) == (200, "synced", SYNCED, set())
+    assert kit.must(tx)["status"] == "SIGNE"
+
+
+def test_an_unchecked_kid_while_the_key_set_budget_is_spent_answers_503(
+    stack: Any, fake: UniversignFake, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    kit = make_kit(stack, fake, UNIVERSIGN_JWKS_MAX_FETCHES_PER_MINUTE="2")
+    client = webhook_client(load_main(kit.env, monkeypatch))
+    tx = fake.create_transaction(state="started").id
+    body = fake.encode(fake.event(tx))
+    capsys.readouterr()
+    first = answered(capsys, deliver(client, kit, tx))  # fetch 1 of 2 this minute
+    forged = answered(  # fetch 2: the key set does not list it, refused for good
+        capsys, post_event(client, fake, body, signature=SigningKey.generate().sign(body))
+    )
+    fake.rotate_key()
+    answer = deliver(client, kit, tx)  # genuine, but its kid cannot be checked this minute
+    cooling = answered(capsys, answer)
+    assert [first, forged, cooling] == [
+        (200, "synced", SYNCED, set()),
+        (401, "bad_signature", REJECTED, FORGED),
+        # Its own reason, retried by Universign, and no signature alert.
+        (503, "key_cooldown", REJECTED, set()),
+    ]
+    assert 1 <= int(answer.headers["Retry-After"]) <= 60
+    assert fake.count(JWKS_ROUTE) == 2
+    assert kit.names("universign/events/") == [f"universign/events/{_first_event(kit)}"]
+
+
+def _first_event(kit: Kit) -> str:
+    (name,) = kit.names("universign/events/")
+    return name.rsplit("/", 1)[-1]
+
+
+# --- a claim whose lease ran short writes nothing more ---------------------------------------
+
+
+@pytest.mark.parametrize("stall_in", ["get_transaction", "download_document"])
+def test_a_claim_whose_lease_ran_short_stops_before_its_next_document_write(
+    kit: Kit,
+    client: Any,
+    main: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    stall_in: str,
+) -> None:
+    """The holder stalls inside a Universign call until less than the fence margin of its
+    claim's lease is left (measured on the monotonic clock): it writes no document after
+    that and answers 503, leaving the claim to expire; the redelivery then does the work."""
+    state, api = main.clients().state, main.clients().api
+    lease = main.SETTINGS.event_lease.total_seconds()
+    stalled = [0.0]
+    monkeypatch.setattr(state, "monotonic", lambda: time.monotonic() + stalled[0], raising=False)
+    real = getattr(api, stall_in)
+
+    def stall(*args: Any, **kwargs: Any) -> Any:
+        stalled[0] = lease - 30  # 30 s left, under the 60 s margin
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, stall_in, stall)
+    tx = kit.fake.create_transaction(state="completed", documents={"c.pdf": b"%PDF c"}).id
+    event = kit.fake.event(tx)
+    capsys.readouterr()
+    answer = post_event(client, kit.fake, event)
+    if stall_in == "get_transaction":
+        assert answered(capsys, answer) == (503, "retry_later", REJECTED, set())
+        assert kit.doc(tx) is None
+    else:  # the status was written before the stall; the archive's bookkeeping was not
+        assert answered(capsys, answer) == (503, "retry_later", {**REJECTED, **SYNCED}, set())
+        doc = kit.must(tx)
+        assert doc["status"] == "SIGNE" and doc["archive"]["status"] == "pending"
+    assert answer.get_json()["detail"] == "LeaseLost"
+    monkeypatch.setattr(api, stall_in, real)
+    stalled[0] = 0.0
+    assert post_event(client, kit.fake, event).status_code == 409  # until the lease runs out
+    real_now = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real_now() + main.SETTINGS.event_lease)
+    assert post_event(client, kit.fake, event).get_json()["result"] == "synced"
+    doc = kit.must(tx)
+    assert doc["status"] == "SIGNE" and doc["archive"]["status"] == "done"
+    assert list(kit.archived(tx)) == ["c.pdf"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
-from universign_jws import JwksVerifier, KeysUnavailable, SignatureError
+from universign_jws import JwksVerifier, KeyCooldown, KeysUnavailable, SignatureError
 
 from devtools.fakes.universign import JWKS_ROUTE, SigningKey, UniversignFake, b64url
 from shared.http import HttpClient, RetryPolicy
@@ -87,25 +90,93 @@ def test_other_algorithms_are_refused_before_any_key_is_used(
     assert fake.count(JWKS_ROUTE) == 0
 
 
-def test_unknown_kid_refetches_once_then_waits_the_minimum_interval(fake: UniversignFake) -> None:
+def forged(kid: str) -> str:
+    return SigningKey.generate().sign(BODY, kid=kid)
+
+
+def test_an_unknown_kid_is_checked_once_then_refused_until_its_interval_passes(
+    fake: UniversignFake,
+) -> None:
     clock = Clock()
     v = verifier(fake, clock)
     v.verify(fake.key.sign(BODY), BODY)
-    with pytest.raises(SignatureError):  # right after a fetch: no refetch at all
-        v.verify(SigningKey.generate().sign(BODY, kid="scd_early"), BODY)
-    assert fake.count(JWKS_ROUTE) == 1
-    clock.now += 61
-    intruder = SigningKey.generate()
-    forged = [intruder.sign(BODY, kid=f"scd_forged{i}") for i in range(20)]
-    for compact in forged:
-        with pytest.raises(SignatureError):
+    compact = forged("scd_forged")
+    for _ in range(5):
+        with pytest.raises(SignatureError, match="unknown key"):
             v.verify(compact, BODY)
-    # One fetch at start, one for the first unknown kid; the other 19 hammered nothing.
+    # One fetch at start, one to check the unknown kid; its repeats hammered nothing.
     assert fake.count(JWKS_ROUTE) == 2
     clock.now += 61
-    with pytest.raises(SignatureError):
-        v.verify(forged[0], BODY)
+    with pytest.raises(SignatureError, match="unknown key"):
+        v.verify(compact, BODY)
     assert fake.count(JWKS_ROUTE) == 3
+
+
+def test_a_key_published_right_after_a_forged_kid_is_accepted(fake: UniversignFake) -> None:
+    clock = Clock()
+    v = verifier(fake, clock)
+    v.verify(fake.key.sign(BODY), BODY)
+    with pytest.raises(SignatureError, match="unknown key"):
+        v.verify(forged("scd_forged"), BODY)
+    clock.now += 1  # within the refetch interval of the forged kid
+    new = fake.rotate_key()
+    assert v.verify(new.sign(BODY), BODY) == new.kid
+    assert fake.count(JWKS_ROUTE) == 3
+
+
+def test_a_forged_kid_flood_is_bounded_and_never_refuses_an_unchecked_kid(
+    fake: UniversignFake,
+) -> None:
+    clock = Clock()
+    http = HttpClient(timeout=5, retry=RetryPolicy(attempts=1))
+    v = JwksVerifier(
+        f"{fake.url}{JWKS_ROUTE}",
+        http,
+        ttl=3600,
+        min_refetch=60,
+        max_fetches_per_minute=3,
+        monotonic=clock,
+    )
+    v.verify(fake.key.sign(BODY), BODY)  # fetch 1 of this minute
+    clock.now += 10
+    for i in range(2):  # fetches 2 and 3: checked, then refused for good
+        with pytest.raises(SignatureError, match="unknown key"):
+            v.verify(forged(f"scd_forged{i}"), BODY)
+    clock.now += 5
+    for i in range(2, 20):  # the budget is spent: not checked, so not refused for good
+        with pytest.raises(KeyCooldown) as caught:
+            v.verify(forged(f"scd_forged{i}"), BODY)
+        assert caught.value.retry_after == 45  # when the first fetch leaves the minute
+    assert fake.count(JWKS_ROUTE) == 3
+    # A genuine key published meanwhile is asked for again, not refused.
+    new = fake.rotate_key()
+    with pytest.raises(KeyCooldown):
+        v.verify(new.sign(BODY), BODY)
+    clock.now += 45
+    assert v.verify(new.sign(BODY), BODY) == new.kid
+    assert fake.count(JWKS_ROUTE) == 4
+
+
+def test_a_slow_fetch_for_an_unknown_kid_does_not_hold_up_a_known_key(
+    fake: UniversignFake,
+) -> None:
+    v = verifier(fake)
+    v.verify(fake.key.sign(BODY), BODY)
+    fake.inject(JWKS_ROUTE, 503, delay=3.0)
+
+    def unknown() -> None:
+        with contextlib.suppress(KeysUnavailable):
+            v.verify(forged("scd_forged"), BODY)
+
+    slow = threading.Thread(target=unknown)
+    slow.start()
+    deadline = time.monotonic() + 5
+    while fake.count(JWKS_ROUTE) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert v.verify(fake.key.sign(BODY), BODY) == fake.key.kid
+    assert time.monotonic() - started < 1.5  # did not wait for the 3 s fetch
+    slow.join(timeout=10)
 
 
 def test_key_rotation_is_picked_up_on_the_new_kid(fake: UniversignFake) -> None:
@@ -166,3 +237,61 @@ def test_attached_payload_must_be_the_body(fake: UniversignFake) -> None:
     assert verifier(fake).verify(f"{header}.{b64url(BODY)}.{signature}", BODY)
     with pytest.raises(SignatureError, match="attached"):
         verifier(fake).verify(f"{header}.{b64url(b'other')}.{signature}", BODY)
+
+
+def test_unencoded_payload_must_be_declared_critical(fake: UniversignFake) -> None:
+    """RFC 7797 section 6: ``"b64": false`` is only valid with ``b64`` listed in ``crit``,
+    even under a signature that verifies."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    extras: list[dict[str, Any]] = [{}, {"crit": []}]
+    for extra in extras:
+        header = b64url(
+            json.dumps({"alg": "PS256", "kid": fake.key.kid, "b64": False, **extra}).encode()
+        )
+        signature = fake.key.private.sign(
+            header.encode() + b"." + BODY,
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+            hashes.SHA256(),
+        )
+        with pytest.raises(SignatureError, match="crit"):
+            verifier(fake).verify(f"{header}..{b64url(signature)}", BODY)
+
+
+DEEP = 2500  # well past the interpreter's recursion limit, still under the header size limit
+
+
+@pytest.mark.parametrize(
+    "protected",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"alg":"PS256","kid":"k","x":' + b"[" * DEEP + b"]" * DEEP + b"}",
+        b'{"alg":"PS256","kid":"k","x":' + b"9" * 5000 + b"}",
+        b'{"alg":"PS256","kid":"\xff"}',
+        '{"alg":"PS256","kid":"k"}'.encode("utf-16-le"),
+    ],
+    ids=["nested", "nested-in-object", "huge-integer", "invalid-utf8", "utf16"],
+)
+def test_a_protected_header_no_json_parser_takes_is_a_bad_signature(
+    fake: UniversignFake, protected: bytes
+) -> None:
+    _, _, signature = fake.key.sign(BODY).partition("..")
+    with pytest.raises(SignatureError, match="protected header"):
+        verifier(fake).verify(f"{b64url(protected)}..{signature}", BODY)
+    assert fake.count(JWKS_ROUTE) == 0
+
+
+def nested_route(fake: UniversignFake) -> str:
+    """A path on the fake that answers 200 with JSON nested past the recursion limit."""
+    from devtools.fakes.base import Response
+
+    fake.route("GET", "/nested", lambda _r: Response(raw=b"[" * 100_000 + b"]" * 100_000))
+    return f"{fake.url}/nested"
+
+
+def test_a_key_set_no_json_parser_takes_is_unavailable_not_a_crash(fake: UniversignFake) -> None:
+    http = HttpClient(timeout=5, retry=RetryPolicy(attempts=1))
+    v = JwksVerifier(nested_route(fake), http, monotonic=Clock())
+    with pytest.raises(KeysUnavailable):
+        v.verify(fake.key.sign(BODY), BODY)

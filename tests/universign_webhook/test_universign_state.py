@@ -9,6 +9,8 @@ import universign_state as us
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.lock import Lease, LeaseLost
+
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
@@ -154,3 +156,24 @@ def test_index_names_sort_by_time() -> None:
     a["final_at"] = "2026-11-22T03:00:00Z"
     name = us.recheck_name(a, timedelta(hours=1))
     assert us.entry_due(name) == NOW + timedelta(hours=1)
+
+
+def test_an_event_claim_fences_on_the_monotonic_clock() -> None:
+    """shared.lock's rule for the event claim: the lease is timed on the monotonic clock from
+    when the claim was written, and a write needs the margin (60 s, or half a short lease)."""
+    now = [100.0]
+    claim = us.EventClaim("claimed", "evt_1", 7, Lease("claim", 300.0, 100.0, lambda: now[0]))
+    assert claim.remaining() == 300.0
+    now[0] = 340.0  # exactly the margin (60 s) left: too little
+    with pytest.raises(LeaseLost, match="before writing") as caught:
+        claim.fence("writing")
+    assert caught.value.code == "lease_lost" and not caught.value.terminal
+    now[0] = 339.5
+    claim.fence("writing")
+    short = us.EventClaim("claimed", "evt_1", 7, Lease("claim", 30.0, 0.0, lambda: 15.0))
+    assert short.lease is not None and short.lease.margin == 15.0
+    with pytest.raises(LeaseLost):
+        short.fence("writing")
+    with pytest.raises(LeaseLost):
+        us.EventClaim("busy", "evt_1").fence("writing")
+    assert us.EventClaim("busy", "evt_1").remaining() == 0.0
