@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         if register is not None:
             register(subparsers)
     args = parser.parse_args(argv)
+    if "project" in args and not args.project and not os.environ.get("GOOGLE_CLOUD_PROJECT"):
+        # Every command that reaches the project's services takes --project.
+        print(f"{args.command}: give --project or set GOOGLE_CLOUD_PROJECT", file=sys.stderr)
+        return 2
     result: int = args.handler(args)
     return result
 

@@ -55,7 +55,9 @@ def register(subparsers: Any) -> None:
     add.add_argument("--client-id-secret", help="secret id of another app's client id")
     add.add_argument("--client-secret-secret", help="secret id of another app's client secret")
     add.add_argument(
-        "--disabled", action="store_true", help="store it but leave refreshes off for now"
+        "--disabled",
+        action="store_true",
+        help="store it with refreshes off; it stays disabled until `hubspot enable`",
     )
     add.set_defaults(handler=cmd_add_account)
 
@@ -118,6 +120,8 @@ def set_enabled(store: SecretStore, account: str, enabled: bool) -> None:
 
 
 COLUMNS = ("account", "enabled", "state", "expires-at", "refreshed-at", "failures", "app")
+# The state of an account no run has refreshed yet: the word ``cli status`` shows for it.
+NEVER_REFRESHED = "pending"
 
 
 def list_rows(store: SecretStore) -> list[dict[str, str]]:
@@ -128,7 +132,7 @@ def list_rows(store: SecretStore) -> list[dict[str, str]]:
             {
                 "account": account.account_id,
                 "enabled": "yes" if account.enabled else "no",
-                "state": status.get("state", "never refreshed"),
+                "state": status.get("state", NEVER_REFRESHED),
                 "expires-at": status.get("expires-at", "-"),
                 "refreshed-at": status.get("refreshed-at", "-"),
                 "failures": status.get("failure-count", "0"),
@@ -170,11 +174,17 @@ def cmd_add_account(args: argparse.Namespace) -> int:
     except (CommandError, accounts.BadAccountId, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    state = "disabled" if args.disabled else "enabled"
-    print(
+    stored = (
         f"stored the refresh token of account {args.account} as version {version} of secret "
-        f"{accounts.refresh_token_secret(args.account)} ({state}); the next run refreshes it"
+        f"{accounts.refresh_token_secret(args.account)}"
     )
+    if args.disabled:
+        print(
+            f"{stored} (disabled); it stays disabled, and no run refreshes it, until "
+            f"`python -m cli hubspot enable {args.account}`"
+        )
+    else:
+        print(f"{stored} (enabled); the next run refreshes it")
     return 0
 
 

@@ -6,10 +6,19 @@ yet show as "not configured" and need no attention.
 
 Where each row comes from:
 - Bitrix24: the status annotations on the access-token secret.
-- HubSpot: every account secret labelled ``integration=hubspot`` and its status annotations.
+- HubSpot: every account secret labelled ``integration=hubspot`` and its status annotations;
+  a ``token endpoint`` row while the endpoint the function last used awaits its retirement.
 - Microsoft Graph: the subscriptions Graph lists for the app (credentials from Secret Manager).
-- Cegid: the expiry (``se``) of the SAS URL in Secret Manager, or the API key's presence.
+- Cegid: by the deployed ``CEGID_MODE`` (the ``cegid-transfer`` function's environment, read
+  through the Cloud Functions API): the expiry (``se``) of the SAS URL in ``sas_url`` mode, the
+  API key's presence in ``api`` mode; and the last successful transfer, a status object the
+  function writes in its state bucket.
 - Universign: the transaction documents in its state bucket.
+
+Below the rows, every Cloud Scheduler job of the deployment (Cloud Scheduler API): schedule,
+time zone, state, last attempt and its result, next run. A job that is not enabled or whose
+last attempt failed needs attention. On the local stack there is no Cloud Scheduler: see
+``python -m devtools.scheduler list``.
 
 Values of secrets are read only where needed (Graph credentials, the SAS URL) and never shown.
 """
@@ -28,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cli._functions import use_function_folder
+from cli._functions import GoogleApiError, Settings, api_url, get_json, region, use_function_folder
 from shared import clock
 from shared.errors import ProviderError
 from shared.http import HttpClient
@@ -84,9 +93,9 @@ class Context:
     graph_login_url: str
     graph_api_url: str
     graph_warn: timedelta
-    cegid_sas_secret: str
-    cegid_api_key_secret: str
-    cegid_warn: timedelta
+    region: str
+    state_bucket: str | None
+    cegid_sas_warn: timedelta
 
 
 # --------------------------------------------------------------------------- registration
@@ -118,12 +127,21 @@ def register(subparsers: Any) -> None:
         default=12.0,
         help="a Graph subscription expiring sooner needs attention (default 12)",
     )
+    parser.add_argument("--region", help="region of the jobs and functions (default REGION)")
     parser.add_argument(
-        "--cegid-warn-days",
-        type=float,
-        default=7.0,
-        help="a Cegid SAS URL expiring sooner needs attention (default 7)",
+        "--state-bucket",
+        help="the functions' state bucket (default: STATE_BUCKET, else the deployed "
+        "cegid-transfer function's, else <project>-keepalive-state, as Terraform names it)",
     )
+    warn = parser.add_mutually_exclusive_group()
+    warn.add_argument(
+        "--cegid-warn-hours",
+        type=float,
+        default=6.0,
+        help="in sas_url mode, a SAS URL expiring sooner needs attention (default 6; the "
+        "portal's SAS URLs last 24 h)",
+    )
+    warn.add_argument("--cegid-warn-days", type=float, help="the same in days")
     parser.set_defaults(handler=run)
 
 
@@ -150,21 +168,28 @@ def run(args: argparse.Namespace) -> int:
         graph_login_url=env("GRAPH_LOGIN_URL", "https://login.microsoftonline.com"),
         graph_api_url=env("GRAPH_API_URL", "https://graph.microsoft.com"),
         graph_warn=timedelta(hours=args.graph_warn_hours),
-        cegid_sas_secret=env("CEGID_SAS_URL_SECRET", "cegid-sas-url"),
-        cegid_api_key_secret=env("CEGID_API_KEY_SECRET_SECRET", "cegid-api-key-secret"),
-        cegid_warn=timedelta(days=args.cegid_warn_days),
+        region=region(args.region),
+        state_bucket=args.state_bucket,
+        cegid_sas_warn=(
+            timedelta(days=args.cegid_warn_days)
+            if args.cegid_warn_days is not None
+            else timedelta(hours=args.cegid_warn_hours)
+        ),
     )
     rows = collect(ctx)
+    jobs = scheduler_jobs(ctx)
+    attention = sum(r.attention for r in rows) + jobs.attention
     if args.json:
-        attention = sum(r.attention for r in rows)
-        print(
-            json.dumps(
-                {"items": [r.to_json(ctx.now) for r in rows], "attention": attention}, indent=2
-            )
-        )
+        report = {
+            "items": [r.to_json(ctx.now) for r in rows],
+            "jobs": [job.to_json() for job in jobs.rows],
+            "jobs_error": jobs.error,
+            "attention": attention,
+        }
+        print(json.dumps(report, indent=2))
     else:
-        print(render(rows, ctx.now))
-    return 1 if any(r.attention for r in rows) else 0
+        print(render(rows, ctx.now, jobs))
+    return 1 if attention else 0
 
 
 Collector = Callable[[Context], list[Row]]
@@ -238,10 +263,19 @@ def hubspot_rows(ctx: Context) -> list[Row]:
     use_function_folder("hubspot_refresh")
     # A function-folder module, outside mypy's search path here: imported by name.
     hubspot_accounts: Any = importlib.import_module("hubspot_accounts")
+    hubspot_endpoint: Any = importlib.import_module("hubspot_endpoint")
     accounts = hubspot_accounts.discover(ctx.store)
     if not accounts:
         return [Row("hubspot", "accounts", NOT_CONFIGURED)]
     rows = []
+    # The endpoint the function used last (recorded on the accounts), while HubSpot retires it.
+    endpoint = hubspot_endpoint.last_used_endpoint(a.status_annotations or {} for a in accounts)
+    notice = hubspot_endpoint.endpoint_notice(endpoint, ctx.now.date()) if endpoint else None
+    if notice is not None:
+        retires_at = clock.parse_time(f"{notice.retires_on}T00:00:00Z")
+        item = f"token endpoint {urlsplit(notice.endpoint).path}"
+        fix = f"set HUBSPOT_TOKEN_URL to {notice.replacement}"
+        rows.append(Row("hubspot", item, notice.state, expires_at=retires_at, detail=fix))
     for account in accounts:
         item = f"account {account.account_id}"
         if not account.enabled:
@@ -296,23 +330,77 @@ def graph_rows(ctx: Context) -> list[Row]:
 # --------------------------------------------------------------------------- Cegid
 
 
+CEGID_FUNCTION = "cegid-transfer"  # terraform/cegid.tf
+
+
 def cegid_rows(ctx: Context) -> list[Row]:
-    sas = ctx.store.read_optional(ctx.cegid_sas_secret)
-    if sas is not None:
+    """One row, by the deployed CEGID_MODE: only the credential that mode uses is reported."""
+    settings = Settings(ctx.project, ctx.region, CEGID_FUNCTION, {"STATE_BUCKET": ctx.state_bucket})
+    mode = settings.get("CEGID_MODE", "api")  # the function's default
+    source = settings.sources["CEGID_MODE"]
+    shown_mode = f"mode {mode}" + (
+        "" if source in ("environment", f"deployed function {CEGID_FUNCTION}") else " (default)"
+    )
+    if mode not in ("api", "sas_url"):
+        return [Row("cegid", "mode", "error", last_error=f"CEGID_MODE={mode!r}: api or sas_url")]
+    state_bucket = settings.get("STATE_BUCKET") or f"{ctx.project}-keepalive-state"
+    last_success, last_run = last_transfer(ctx, state_bucket)
+    if mode == "sas_url":
+        secret = settings.get("CEGID_SAS_URL_SECRET") or "cegid-sas-url"
+        sas = ctx.store.read_optional(secret)
+        if sas is None:
+            return [
+                Row(
+                    "cegid",
+                    "sas url",
+                    NOT_CONFIGURED,
+                    detail=f"{shown_mode}: add a version of {secret}",
+                )
+            ]
         expiry_text = (parse_qs(urlsplit(sas.value).query).get("se") or [""])[0]
         expires_at = clock.parse_time(expiry_text)
         if expires_at is None:
             state = "ok"
         elif expires_at <= ctx.now:
             state = "expired"
-        elif expires_at - ctx.now <= ctx.cegid_warn:
+        elif expires_at - ctx.now <= ctx.cegid_sas_warn:
             state = "expiring"
         else:
             state = "ok"
-        return [Row("cegid", "sas url", state, expires_at, detail=f"secret {sas.version}")]
-    if ctx.store.latest_version(ctx.cegid_api_key_secret) is not None:
-        return [Row("cegid", "api key", "ok", detail="no expiry recorded")]
-    return [Row("cegid", "credentials", NOT_CONFIGURED)]
+        detail = f"{shown_mode}, secret {sas.version}{last_run}"
+        return [Row("cegid", "sas url", state, expires_at, last_success, detail=detail)]
+    key_secret = settings.get("CEGID_API_KEY_SECRET_SECRET") or "cegid-api-key-secret"
+    if ctx.store.latest_version(key_secret) is None:
+        return [
+            Row(
+                "cegid",
+                "api key",
+                NOT_CONFIGURED,
+                detail=f"{shown_mode}: add a version of {key_secret}",
+            )
+        ]
+    detail = f"{shown_mode}, no expiry recorded{last_run}"
+    return [Row("cegid", "api key", "ok", last_success=last_success, detail=detail)]
+
+
+def last_transfer(ctx: Context, state_bucket: str) -> tuple[datetime | None, str]:
+    """When the last successful transfer ended, and what it moved (from the status object
+    cegid_transfer writes in its state bucket); (None, "") before the first one."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    use_function_folder("cegid_transfer")
+    cegid_plan: Any = importlib.import_module("cegid_plan")
+    blob = storage.Client(project=ctx.project).bucket(state_bucket).blob(cegid_plan.STATUS_OBJECT)
+    try:
+        document = json.loads(blob.download_as_bytes())
+    except (gexc.NotFound, ValueError):
+        return None, ""
+    if not isinstance(document, dict):
+        return None, ""
+    finished = clock.parse_time(document.get("last_success_at"))
+    files, size = document.get("files"), document.get("bytes")
+    return finished, f"; last transfer moved {files} files ({size} bytes)" if finished else ""
 
 
 # --------------------------------------------------------------------------- Universign
@@ -372,6 +460,133 @@ def universign_rows(ctx: Context) -> list[Row]:
     ]
 
 
+# --------------------------------------------------------------------------- Scheduler jobs
+
+# The deployment's Cloud Scheduler jobs (terraform/*.tf; tests/cli holds them together).
+JOB_NAMES = (
+    "b24-token-refresh-job",
+    "hubspot-token-refresh-job",
+    "graph-webhook-renew-job",
+    "cegid-transfer-job",
+    "universign-poll-job",
+)
+LOCAL_JOBS = "the local stack has no Cloud Scheduler: python -m devtools.scheduler list"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Cloud Scheduler job as the API describes it (REST v1 ``Job``)."""
+
+    name: str
+    schedule: str
+    time_zone: str
+    state: str  # enabled, paused, disabled, update failed
+    last_attempt: datetime | None
+    result: str  # ok, "failed: <code> <message>", or "-" before the first attempt
+    next_run: datetime | None
+
+    @property
+    def attention(self) -> bool:
+        return self.state != "enabled" or self.result.startswith("failed")
+
+    @classmethod
+    def from_api(cls, job: dict[str, Any]) -> Job:
+        last_attempt = clock.parse_time(job.get("lastAttemptTime"))
+        status = job.get("status") or {}
+        code = status.get("code", 0) if isinstance(status, dict) else 0
+        if code:
+            message = redact(str(status.get("message") or ""))[:120]
+            result = f"failed: code {code} {message}".rstrip()
+        else:
+            result = "ok" if last_attempt else "-"
+        return cls(
+            name=str(job.get("name", "")).rsplit("/", 1)[-1],
+            schedule=str(job.get("schedule", "")),
+            time_zone=str(job.get("timeZone") or "Etc/UTC"),  # the API's default is UTC
+            state=str(job.get("state") or "STATE_UNSPECIFIED").lower().replace("_", " "),
+            last_attempt=last_attempt,
+            result=result,
+            next_run=clock.parse_time(job.get("scheduleTime")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.name,
+            "schedule": self.schedule,
+            "time_zone": self.time_zone,
+            "state": self.state,
+            "last_attempt": clock.format_time(self.last_attempt) if self.last_attempt else None,
+            "result": self.result,
+            "next_run": clock.format_time(self.next_run) if self.next_run else None,
+            "attention": self.attention,
+        }
+
+
+@dataclass(frozen=True)
+class Jobs:
+    rows: list[Job]
+    error: str | None = None  # the jobs could not be read (needs attention)
+    note: str | None = None  # nothing to read here (the local stack)
+
+    @property
+    def attention(self) -> int:
+        return sum(job.attention for job in self.rows) + (1 if self.error else 0)
+
+
+def scheduler_jobs(ctx: Context) -> Jobs:
+    """The deployment's jobs in the region, from the Cloud Scheduler API (every page)."""
+    base = api_url("CLOUD_SCHEDULER_API_URL", "https://cloudscheduler.googleapis.com")
+    if base is None:
+        return Jobs([], note=LOCAL_JOBS)
+    path = f"/v1/projects/{ctx.project}/locations/{ctx.region}/jobs"
+    found: dict[str, Job] = {}
+    params = {"pageSize": "500"}
+    try:
+        for _page in range(100):
+            body = get_json(base, path, params)
+            for item in body.get("jobs") or []:
+                job = Job.from_api(item)
+                if job.name in JOB_NAMES:
+                    found[job.name] = job
+            token = body.get("nextPageToken")
+            if not token:
+                break
+            params = {"pageSize": "500", "pageToken": str(token)}
+    except GoogleApiError as error:
+        return Jobs([], error=f"Cloud Scheduler jobs in {ctx.region}: {error}")
+    return Jobs([found[name] for name in JOB_NAMES if name in found])
+
+
+def render_jobs(jobs: Jobs, now: datetime) -> list[str]:
+    if jobs.note:
+        return [f"Scheduler jobs: {jobs.note}"]
+    if jobs.error:
+        return [f"Scheduler jobs: error: {jobs.error}"]
+    if not jobs.rows:
+        return ["Scheduler jobs: none of this deployment in this region"]
+    header = ("JOB", "SCHEDULE", "TIME ZONE", "STATE", "LAST ATTEMPT", "NEXT RUN", "RESULT")
+    table = [header]
+    for job in jobs.rows:
+        table.append(
+            (
+                job.name,
+                job.schedule,
+                job.time_zone,
+                job.state,
+                f"{human_delta(now - job.last_attempt)} ago" if job.last_attempt else "-",
+                f"in {human_delta(job.next_run - now)}" if job.next_run else "-",
+                _shorten(job.result, 70),
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(r[:-1], widths, strict=True))
+        + "  "
+        + r[-1]
+        for r in table
+    ]
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -389,7 +604,7 @@ def human_delta(delta: timedelta) -> str:
     return f"{sign}{minutes}m"
 
 
-def render(rows: list[Row], now: datetime) -> str:
+def render(rows: list[Row], now: datetime, jobs: Jobs | None = None) -> str:
     header = ("INTEGRATION", "ITEM", "STATE", "EXPIRES IN", "LAST SUCCESS", "LAST ERROR")
     table = [header]
     for row in rows:
@@ -411,6 +626,9 @@ def render(rows: list[Row], now: datetime) -> str:
         for r in table
     ]
     attention = sum(r.attention for r in rows)
+    if jobs is not None:
+        lines += ["", *render_jobs(jobs, now)]
+        attention += jobs.attention
     lines.append("")
     lines.append(
         f"{attention} item(s) need attention; see docs/runbooks/"

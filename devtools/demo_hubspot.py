@@ -14,7 +14,7 @@ from typing import Any
 from cli import hubspot as hubspot_cli
 from devtools import gcp, scheduler
 from devtools.demo_kit import Demo, log_lines, say
-from devtools.fakes.hubspot import V1_TOKEN_ROUTE, HubSpotFake
+from devtools.fakes.hubspot import CURRENT_TOKEN_ROUTE, HubSpotFake
 from devtools.stack import REPO_ROOT
 
 TITLE = "HubSpot: hubspot_refresh every 15 minutes, three accounts"
@@ -38,7 +38,7 @@ def show_accounts(demo: Demo, accounts: tuple[str, ...]) -> None:
     for account in accounts:
         info = demo.store.info_optional(f"hubspot-{account}-access-token")
         status = dict(info.annotations) if info else {}
-        state = status.get("state", "never refreshed")
+        state = status.get("state", "pending")  # the word of cli hubspot list and cli status
         refreshed, expires = status.get("refreshed-at", "-"), status.get("expires-at", "-")
         say(f"  hubspot: account {account}: {state}, refreshed at {refreshed}, expires {expires}")
 
@@ -58,7 +58,7 @@ def run(demo: Demo) -> None:
         "hubspot_refresh",
         "hubspot_refresh",
         demo.env(
-            HUBSPOT_TOKEN_URL=f"{fake.url}{V1_TOKEN_ROUTE}",
+            HUBSPOT_TOKEN_URL=f"{fake.url}{CURRENT_TOKEN_ROUTE}",
             HUBSPOT_REFRESH_MARGIN_MINUTES=MARGIN_MINUTES,
         ),
         trigger=scheduler.JOBS[JOB].topic,

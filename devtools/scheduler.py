@@ -5,6 +5,7 @@ below mirror the ``google_cloud_scheduler_job`` resources in terraform/ (a test 
 together), so the demo and a person at the shell trigger exactly what production would.
 
     python -m devtools.scheduler run b24-token-refresh-job     # PUBSUB_EMULATOR_HOST must be set
+    python -m devtools.scheduler list                          # schedules and time zones
 """
 
 from __future__ import annotations
@@ -65,11 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="publish a job's message now")
     run_parser.add_argument("job", choices=sorted(JOBS))
-    sub.add_parser("list", help="list the jobs")
+    sub.add_parser("list", help="list the jobs: name, schedule, time zone, topic, body")
     args = parser.parse_args(argv)
     if args.command == "list":
+        # The time zone the schedule is read in, as Cloud Scheduler reads it.
         for job in JOBS.values():
-            print(f"{job.name:32} {job.schedule:16} -> {job.topic}  {job.body.decode()}")
+            print(
+                f"{job.name:27} {job.schedule:14} {job.time_zone:14} -> {job.topic}  "
+                f"{job.body.decode()}"
+            )
         return 0
     message_id = run(args.job)
     print(f"{args.job}: published to {JOBS[args.job].topic} (message {message_id})")

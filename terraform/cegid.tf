@@ -170,7 +170,8 @@ resource "google_storage_bucket_iam_member" "cegid_transfer_objects" {
   member = "serviceAccount:${google_service_account.cegid_transfer[0].email}"
 }
 
-# The run lock: objects under locks/cegid- in the state bucket, nothing else.
+# The run lock and the last successful transfer (read by python -m cli status): objects under
+# locks/cegid- and status/cegid- in the state bucket, nothing else.
 resource "google_storage_bucket_iam_member" "cegid_transfer_lock" {
   count  = local.deploy.cegid ? 1 : 0
   bucket = google_storage_bucket.state.name
@@ -178,8 +179,8 @@ resource "google_storage_bucket_iam_member" "cegid_transfer_lock" {
   member = "serviceAccount:${google_service_account.cegid_transfer[0].email}"
 
   condition {
-    title      = "cegid-locks-only"
-    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/locks/cegid-\")"
+    title      = "cegid-locks-and-status-only"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/locks/cegid-\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/status/cegid-\")"
   }
 }
 

@@ -425,6 +425,37 @@ resource "google_logging_metric" "universign_status_changes" {
   depends_on = [time_sleep.apis_ready]
 }
 
+# Webhook events acknowledged without a sync (a type we do not handle, or no transaction id
+# found): each one is a WARNING line naming its type, so none vanishes unnoticed.
+resource "google_logging_metric" "universign_events_ignored" {
+  count       = local.deploy.universign ? 1 : 0
+  name        = "keepalive_universign_events_ignored"
+  description = "Signed Universign webhook events acknowledged without a sync, by event type and reason."
+  filter      = "${local.log_resource} AND jsonPayload.event=\"event_ignored\" AND jsonPayload.provider=\"universign\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "event_type"
+      value_type  = "STRING"
+      description = "The event's type (or, in the flat shape, its event name)."
+    }
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "type_not_handled or no_transaction_id."
+    }
+  }
+  label_extractors = {
+    event_type = "EXTRACT(jsonPayload.event_type)"
+    reason     = "EXTRACT(jsonPayload.reason)"
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
 # A new log-based metric is not usable in an alert condition for a while after it is created
 # ("metric ... not found"); the policies wait for it. The wait starts again when the set of
 # metrics changes, so a metric added later is waited for too.

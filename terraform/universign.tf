@@ -28,6 +28,8 @@ locals {
     UNIVERSIGN_STATUS_TOPIC          = google_pubsub_topic.universign_status_changes[0].name
     UNIVERSIGN_FINAL_RECHECK_MINUTES = tostring(var.universign_final_recheck_minutes)
     UNIVERSIGN_REFUSAL_STATES        = var.universign_refusal_states
+    # Empty: status-change events carry no external_status.
+    UNIVERSIGN_EXTERNAL_STATUS_MAP = length(var.universign_external_status_map) == 0 ? "" : jsonencode(var.universign_external_status_map)
   }
 }
 

@@ -12,8 +12,8 @@ variable "hubspot_time_zone" {
 
 variable "hubspot_token_url" {
   type        = string
-  description = "HubSpot token endpoint. v1 is retired on 2027-02-16; switch to https://api.hubapi.com/oauth/v3/token (same form fields, in the body) before then."
-  default     = "https://api.hubapi.com/oauth/v1/token"
+  description = "HubSpot token endpoint: the date-versioned one HubSpot's v1 migration guide points to. https://api.hubapi.com/oauth/v3/token takes the same form fields (in the body only); the legacy https://api.hubapi.com/oauth/v1/token stays selectable until HubSpot retires it on 2027-02-16, with a WARNING on each run and a row in `python -m cli status` meanwhile."
+  default     = "https://api.hubapi.com/oauth/2026-03/token"
 
   validation {
     condition     = startswith(var.hubspot_token_url, "https://")

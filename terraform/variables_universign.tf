@@ -96,3 +96,14 @@ variable "universign_status_retention" {
   description = "How long universign-status-changes keeps messages no subscriber acknowledged."
   default     = "604800s"
 }
+
+variable "universign_external_status_map" {
+  type        = map(string)
+  description = "The app's code for each of our statuses (EN_ATTENTE, EN_COURS, SIGNE, REFUSE, EXPIRE, ANNULE), sent as external_status in every status-change event (UNIVERSIGN_EXTERNAL_STATUS_MAP); empty for none."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for status in keys(var.universign_external_status_map) : contains(["EN_ATTENTE", "EN_COURS", "SIGNE", "REFUSE", "EXPIRE", "ANNULE"], status)])
+    error_message = "universign_external_status_map keys must be EN_ATTENTE, EN_COURS, SIGNE, REFUSE, EXPIRE or ANNULE."
+  }
+}

@@ -41,7 +41,9 @@ MEANINGS: dict[str, str] = {
     "minutes; keep it above the schedule interval.",
     "B24_VERSIONS_TO_KEEP": "Versions kept per token secret; older ones are destroyed.",
     # HubSpot
-    "HUBSPOT_TOKEN_URL": "HubSpot token endpoint.",
+    "HUBSPOT_TOKEN_URL": "HubSpot token endpoint (same form fields on v1, v3 and the "
+    "date-versioned ones); a retiring one (v1, 2027-02-16) is a WARNING each run and a "
+    "`cli status` row.",
     "HUBSPOT_CLIENT_ID_SECRET": "Secret holding the default HubSpot app's client id.",
     "HUBSPOT_CLIENT_SECRET_SECRET": "Secret holding the default HubSpot app's client secret.",
     "HUBSPOT_REFRESH_MARGIN_MINUTES": "Refresh an account's token when it expires within this "
@@ -103,6 +105,8 @@ MEANINGS: dict[str, str] = {
     "UNIVERSIGN_SIGNATURE_HEADER": "Comma-separated header names that may carry the webhook "
     "signature [unconfirmed].",
     "UNIVERSIGN_REFUSAL_STATES": "Universign states treated as a refusal.",
+    "UNIVERSIGN_EXTERNAL_STATUS_MAP": "JSON object from our statuses (EN_ATTENTE ... ANNULE) to "
+    "the app's codes, sent as external_status in every status-change event; empty for none.",
     "ARCHIVE_BUCKET": "Bucket signed documents are archived to.",
     "UNIVERSIGN_JWKS_URL": "Key set used to verify webhook signatures.",
     "UNIVERSIGN_API_KEY_SECRET": "Secret holding the Universign API key.",

@@ -1,8 +1,10 @@
 """A HubSpot OAuth server, built from HubSpot's documented token contract.
 
-- ``POST /oauth/v1/token`` (legacy, retired 2027-02-16) and ``POST /oauth/v3/token`` take the
-  same ``application/x-www-form-urlencoded`` body: ``grant_type=refresh_token``, ``client_id``,
-  ``client_secret``, ``refresh_token``. v3 takes parameters in the body only.
+- ``POST /oauth/2026-03/token`` (the date-versioned endpoint HubSpot's migration guide points
+  to), ``POST /oauth/v3/token`` (the same contract, undated) and ``POST /oauth/v1/token``
+  (legacy, retired 2027-02-16) take the same ``application/x-www-form-urlencoded`` body:
+  ``grant_type=refresh_token``, ``client_id``, ``client_secret``, ``refresh_token``. The two
+  newer ones take parameters in the body only: anything in the query string is refused (400).
 - 200: ``{"token_type": "bearer", "refresh_token", "access_token", "expires_in": 1800,
   "hub_id", "scopes"}`` (snake_case on the wire).
 - Refresh tokens are long-lived and reusable. Whether a refresh returns a *new* refresh token
@@ -34,6 +36,8 @@ from devtools.fakes.base import FakeServer, Request, Response, issued
 
 V1_TOKEN_ROUTE = "/oauth/v1/token"
 V3_TOKEN_ROUTE = "/oauth/v3/token"
+# The path of hubspot_refresh's default HUBSPOT_TOKEN_URL.
+CURRENT_TOKEN_ROUTE = "/oauth/2026-03/token"
 ROTATIONS = ("never", "always", "alternate")
 
 
@@ -80,9 +84,11 @@ class HubSpotFake(FakeServer):
         self.deleted_hubs: set[int] = set()
         self.refreshes: Counter[int] = Counter()  # successful refreshes per hub id
         self.refused: Counter[int] = Counter()  # refused refreshes per hub id (0: unknown)
+        self.token_paths: Counter[str] = Counter()  # token requests per path (which endpoint)
         self._issued = 0
-        self.route("POST", V1_TOKEN_ROUTE, self._token, name="token")
+        self.route("POST", V1_TOKEN_ROUTE, self._token_v1, name="token")
         self.route("POST", V3_TOKEN_ROUTE, self._token_v3, name="token")
+        self.route("POST", CURRENT_TOKEN_ROUTE, self._token_v3, name="token")
         self.route("GET", "/oauth/v1/access-tokens/{token}", self._access_token_info)
 
     # --- set-up (tests and admin) -------------------------------------------------------
@@ -124,6 +130,7 @@ class HubSpotFake(FakeServer):
         with self.lock:
             self.refreshes.clear()
             self.refused.clear()
+            self.token_paths.clear()
 
     # --- the contract -------------------------------------------------------------------
 
@@ -137,7 +144,15 @@ class HubSpotFake(FakeServer):
             body.update(error=error, error_description=description)
         return Response(status, body)
 
+    def _token_v1(self, request: Request) -> Response:
+        with self.lock:
+            self.token_paths[request.path] += 1
+        return self._token(request)
+
     def _token_v3(self, request: Request) -> Response:
+        """v3 and the date-versioned endpoints: v1's form, in the body only."""
+        with self.lock:
+            self.token_paths[request.path] += 1
         if request.query:
             return self._error(
                 "BAD_REQUEST", "invalid_request", "parameters must be sent in the request body"

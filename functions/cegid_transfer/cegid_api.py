@@ -18,6 +18,7 @@ Used by the function (token + SAS, force messages) and by ``python -m cli cegid`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,29 +60,35 @@ class ApiSettings:
     subscription_key_secret: str
 
     @classmethod
-    def from_env(cls) -> ApiSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        """From os.environ, or from ``env`` (``python -m cli cegid`` passes the settings it
+        resolved from its flags, the environment and the deployed function)."""
         return cls(
             # The 2021 scripts used this host; the current APIM host is unconfirmed [U].
-            base_url=env_str("CEGID_API_URL", "https://cda.cegid.cloud").rstrip("/"),
-            tenant_id=env_str("CEGID_TENANT_ID", ""),
-            token_path=env_str("CEGID_TOKEN_PATH", "/tokenprovider/Token"),
-            sas_path=env_str("CEGID_SAS_PATH", "/storage/api/V1/storages/GetSASTokenLRD"),
+            base_url=env_str("CEGID_API_URL", "https://cda.cegid.cloud", env=env).rstrip("/"),
+            tenant_id=env_str("CEGID_TENANT_ID", "", env=env),
+            token_path=env_str("CEGID_TOKEN_PATH", "/tokenprovider/Token", env=env),
+            sas_path=env_str("CEGID_SAS_PATH", "/storage/api/V1/storages/GetSASTokenLRD", env=env),
             # [U] no documented way to list providers: the datasources endpoint is asked with
             # the tenant id in place of a provider id, and every providerId it returns is kept.
             discovery_path=env_str(
-                "CEGID_DISCOVERY_PATH", "/datasource/api/V2/datasources/tenant/{tenantId}"
+                "CEGID_DISCOVERY_PATH", "/datasource/api/V2/datasources/tenant/{tenantId}", env=env
             ),
             schedulers_path=env_str(
-                "CEGID_SCHEDULERS_PATH", "/query/api/V1/schedulers/tenant/provider/{providerId}"
+                "CEGID_SCHEDULERS_PATH",
+                "/query/api/V1/schedulers/tenant/provider/{providerId}",
+                env=env,
             ),
             scheduler_update_path=env_str(
-                "CEGID_SCHEDULER_UPDATE_PATH", "/query/api/V1/schedulers"
+                "CEGID_SCHEDULER_UPDATE_PATH", "/query/api/V1/schedulers", env=env
             ),
-            provider_id=env_str("CEGID_PROVIDER_ID", ""),
-            key_id_secret=env_str("CEGID_API_KEY_ID_SECRET", "cegid-api-key-id"),
-            key_secret_secret=env_str("CEGID_API_KEY_SECRET_SECRET", "cegid-api-key-secret"),
+            provider_id=env_str("CEGID_PROVIDER_ID", "", env=env),
+            key_id_secret=env_str("CEGID_API_KEY_ID_SECRET", "cegid-api-key-id", env=env),
+            key_secret_secret=env_str(
+                "CEGID_API_KEY_SECRET_SECRET", "cegid-api-key-secret", env=env
+            ),
             subscription_key_secret=env_str(
-                "CEGID_SUBSCRIPTION_KEY_SECRET", "cegid-subscription-key"
+                "CEGID_SUBSCRIPTION_KEY_SECRET", "cegid-subscription-key", env=env
             ),
         )
 

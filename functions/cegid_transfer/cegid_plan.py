@@ -44,6 +44,27 @@ class Summary:
     failed_names: list[str] = field(default_factory=list)
 
 
+# The last successful transfer, in the state bucket: ``python -m cli status`` shows it.
+STATUS_OBJECT = "status/cegid-transfer.json"
+
+
+def is_success(summary: Summary) -> bool:
+    """A run that counts as a success (docs/operations.md): done, no file failed."""
+    return summary.result == "done" and summary.failed == 0
+
+
+def transfer_status(summary: Summary, finished_at: datetime) -> dict[str, Any]:
+    """The status object of a successful run: counters only, never a name or a URL."""
+    return {
+        "last_success_at": clock.format_time(finished_at),
+        "listed": summary.listed,
+        "files": summary.files,
+        "bytes": summary.bytes,
+        "already_present": summary.already_present,
+        "deferred": summary.deferred,
+    }
+
+
 # -- the source: a SAS that can do the job -------------------------------------------------
 
 

@@ -4,14 +4,25 @@ the story; the rules it applies (SAS check, what fits, names) are cegid_plan's."
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cegid_api import CegidApi, read_credentials
 from cegid_copy import Destination, clean_staging, list_source, open_container, transfer_one
-from cegid_plan import SasError, Summary, check_sas, fits_in_run, run_id, sas_advice
+from cegid_plan import (
+    STATUS_OBJECT,
+    SasError,
+    Summary,
+    check_sas,
+    fits_in_run,
+    is_success,
+    run_id,
+    sas_advice,
+    transfer_status,
+)
 
 from shared import clock, logs, runtime
 from shared.errors import TerminalError
@@ -57,6 +68,8 @@ def run(settings: Settings, clients: Clients, *, deadline: float) -> Summary:
         report(summary, meter)
         raise  # transient (listing, token, SAS endpoint): Pub/Sub delivers again
     report(summary, meter)
+    if is_success(summary):
+        record_success(clients.state_bucket, summary)
     return summary
 
 
@@ -128,6 +141,22 @@ def _transfer(settings: Settings, clients: Clients, summary: Summary, deadline: 
 
 
 # 5. Report -----------------------------------------------------------------------------
+
+
+def record_success(state_bucket: Any, summary: Summary) -> None:
+    """The last successful transfer as a small object in the state bucket, for ``python -m cli
+    status``. The files are moved already: a failed write only costs the status a run."""
+    document = json.dumps(transfer_status(summary, clock.now()), sort_keys=True)
+    try:
+        state_bucket.blob(STATUS_OBJECT).upload_from_string(
+            document, content_type="application/json"
+        )
+    except Exception as error:  # noqa: BLE001 - a status write never makes Pub/Sub run it again
+        log.warning(
+            "could not record the successful transfer in %s (%s)",
+            STATUS_OBJECT,
+            type(error).__name__,
+        )
 
 
 def report(summary: Summary, meter: runtime.Meter) -> None:

@@ -21,7 +21,8 @@ does it):
      this run's time stays in Azure for the next run. A lease run short (``LeaseLost``) stops
      the run and Pub/Sub delivers the message again.
   5. Report (``cegid_run.report``): one summary line (files, bytes, seconds, already present,
-     failed).
+     failed); after a successful run (``cegid_plan.is_success``), ``status/cegid-transfer.json``
+     in the state bucket (``cegid_run.record_success``), which ``python -m cli status`` shows.
 Each landed object announces itself through the bucket's notification to ``cegid-files``.
 
 The second entry point, ``cegid_queries``, takes ``{"action": "force", "name": "ECRITURE",

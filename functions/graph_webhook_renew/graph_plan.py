@@ -211,15 +211,57 @@ def requested_expiry(now: datetime, desired: Desired, minutes: int) -> datetime:
 class RenewRequest:
     reauthorize: tuple[str, ...] = ()
     reason: str = "scheduled"
+    # ``{"force": true}``: renew (or create) now, whatever the window says.
+    force: bool = False
+    # With force: only these resources (as in GRAPH_SUBSCRIPTIONS); None means every one.
+    subscriptions: tuple[str, ...] | None = None
+
+    def forces(self, desired: Desired) -> bool:
+        """Whether this request renews ``desired`` now, due or not."""
+        if not self.force:
+            return False
+        if self.subscriptions is None:
+            return True
+        named = normalise_resource(desired.resource)
+        return any(normalise_resource(r) == named for r in self.subscriptions)
 
 
-def parse_request(data: dict[str, Any]) -> RenewRequest:
-    """``{}`` reconciles; ``reauthorize`` lists subscription ids to reauthorise first."""
-    events.refuse_unknown_fields(data, {"reauthorize", "reason"}, "reauthorize, reason")
+TRIGGER_FIELDS = frozenset({"reauthorize", "reason", "force", "subscriptions"})
+
+
+def parse_request(data: dict[str, Any], desired: tuple[Desired, ...] = ()) -> RenewRequest:
+    """``{}`` reconciles; ``reauthorize`` lists subscription ids to reauthorise first;
+    ``{"force": true}`` renews every desired subscription now (creating what is missing), and
+    ``"subscriptions": [resource, ...]`` with it only those. A resource that is not among
+    ``desired`` (when any is configured) refuses the message: a typo must not pass as done."""
+    events.refuse_unknown_fields(
+        data, TRIGGER_FIELDS, "reauthorize, reason, force, force with subscriptions"
+    )
     ids = data.get("reauthorize", [])
     if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
         raise events.BadMessage("reauthorize must be a list of subscription ids")
-    reason = data.get("reason", "scheduled")
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise events.BadMessage("force must be true or false")
+    subscriptions: tuple[str, ...] | None = None
+    if "subscriptions" in data:
+        raw = data["subscriptions"]
+        if not isinstance(raw, list) or not raw:
+            raise events.BadMessage("subscriptions must be a non-empty list of resources")
+        if not all(isinstance(r, str) and r.strip() for r in raw):
+            raise events.BadMessage("subscriptions must be resources (non-empty strings)")
+        if not force:
+            raise events.BadMessage('subscriptions only goes with "force": true')
+        subscriptions = tuple(dict.fromkeys(r.strip() for r in raw))[:100]
+        known = {normalise_resource(d.resource) for d in desired}
+        unknown = [r for r in subscriptions if known and normalise_resource(r) not in known]
+        if unknown:
+            # Lists what is configured rather than quoting the message (shared.events).
+            raise events.BadMessage(
+                f"subscriptions names {len(unknown)} resource(s) not in GRAPH_SUBSCRIPTIONS; "
+                f"configured: {', '.join(d.resource for d in desired)}"
+            )
+    reason = data.get("reason", "forced" if force else "scheduled")
     if not isinstance(reason, str):
         raise events.BadMessage("reason must be a string")
-    return RenewRequest(tuple(dict.fromkeys(ids))[:100], reason[:100])
+    return RenewRequest(tuple(dict.fromkeys(ids))[:100], reason[:100], force, subscriptions)

@@ -143,6 +143,8 @@ def _reconcile_locked(
         for step in steps:
             if step.keep is not None and step.keep.id in must_renew:
                 step = replace(step, renew=True)  # renewing reauthorises too
+            if step.keep is not None and request.forces(step.desired):
+                step = replace(step, renew=True)  # {"force": true}: due or not
             try:
                 _carry_out(settings, graph, step, client_state, tally, deadline, lock)
             except ProviderError as error:

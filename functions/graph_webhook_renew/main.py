@@ -4,8 +4,10 @@ Two entry points share this file, with their settings and the clients an instanc
 sibling modules named at each step do the work.
 
 ``graph_webhook_renew`` (CloudEvent, topic ``graph-webhook-renew-trigger``), a reconciler:
-  1. Trigger: Cloud Scheduler publishes ``{}`` daily (and deploy.sh once after a deploy); the
-     notify function publishes ``{"reauthorize": [ids], "reason": ...}`` on lifecycle events.
+  1. Trigger: Cloud Scheduler publishes ``{}`` hourly (and deploy.sh once after a deploy); the
+     notify function publishes ``{"reauthorize": [ids], "reason": ...}`` on lifecycle events;
+     an operator publishes ``{"force": true}`` (optionally with ``"subscriptions": [resource,
+     ...]``) to renew now, the seed's ``python renew_webhook.py``.
      ``runtime.receive`` decodes it; ``graph_plan.parse_request`` reads what it asks for.
   2. Decide: ``graph_reconcile.reconcile`` takes the lock, lists the app's subscriptions
      (``GET /v1.0/subscriptions``, graph_api) and ``graph_plan.plan`` compares them with the
@@ -216,7 +218,12 @@ def graph_webhook_renew(cloud_event: CloudEvent) -> None:
     import graph_reconcile  # here, not at the top: the notify function never needs it
 
     # Acknowledged and dropped (None) when bad or too old: no redelivery makes it usable.
-    received = runtime.receive(cloud_event, parse_request, max_age=SETTINGS.event_max_age, log=log)
+    received = runtime.receive(
+        cloud_event,
+        lambda data: parse_request(data, SETTINGS.desired),
+        max_age=SETTINGS.event_max_age,
+        log=log,
+    )
     if received is None:
         return
     request, _published_at = received

@@ -1,7 +1,8 @@
 """HubSpot's token endpoint: the refresh call, how its answer is read, how a refusal is classed.
 
-Everything travels in the form body (v1 and v3 take the same fields), so the URL is safe to log
-and switching to v3 is only a different ``token_url``.
+Everything travels in the form body (v1, v3 and the date-versioned endpoints take the same
+fields, the newer ones in the body only), so the URL is safe to log and switching endpoints is
+only a different ``token_url``.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from hubspot_accounts import (
     account_labels,
 )
 from hubspot_api import call_hubspot
+from hubspot_endpoint import ENDPOINT_ANNOTATION, shown
 from hubspot_plan import (
     BUSY,
     CLIENT_VERSIONS_ANNOTATION,
@@ -265,6 +266,7 @@ def _refresh(
         now=clock.now(), expires_at=tokens.expires_at, refresh_token_version=rt_version
     ).to_annotations()
     changes[CLIENT_VERSIONS_ANNOTATION] = None
+    changes[ENDPOINT_ANNOTATION] = shown(settings.token_url)
     lock.fence(f"annotating {account.access_token_secret}")
     with_retry(
         lambda: clients.store.update_annotations(account.access_token_secret, changes),
@@ -348,6 +350,7 @@ def _failed(
         )
         changes = new_status.to_annotations()
         result = FAILED
+    changes[ENDPOINT_ANNOTATION] = shown(settings.token_url)
     try:
         clients.store.update_annotations(account.access_token_secret, changes)
     except Exception as write_error:  # noqa: BLE001 - the status is a report; the run goes on

@@ -38,12 +38,16 @@ leave it off: one instance is simpler and cheaper. To lower the quota use, run m
 a smaller margin (every 5 minutes with a 7-minute margin refreshes each account about every 25
 minutes instead of 15).
 
-HubSpot deprecates the v1 token endpoint on 2027-02-16. Switching to v3 is one setting:
-``HUBSPOT_TOKEN_URL=https://api.hubapi.com/oauth/v3/token`` (same form fields, in the body).
+The token endpoint defaults to ``https://api.hubapi.com/oauth/2026-03/token``, where HubSpot's
+migration guide points; ``.../oauth/v3/token`` takes the same form, and the legacy
+``.../oauth/v1/token`` stays selectable until HubSpot retires it on 2027-02-16. A run
+configured with a retiring endpoint says so first, a WARNING each run (an ERROR once retired;
+``hubspot_endpoint``), and the endpoint is recorded on each account's status for ``cli status``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -52,12 +56,13 @@ from typing import Any
 
 import functions_framework
 from cloudevents.http import CloudEvent
+from hubspot_endpoint import endpoint_notice
 from hubspot_plan import RunRequest as RunRequest  # re-exported: hubspot_testkit, benchmarks
 from hubspot_plan import parse_request
 from hubspot_run import run
 from hubspot_shards import fan_out
 
-from shared import logs, runtime
+from shared import clock, logs, runtime
 from shared.gcs import storage_client
 from shared.http import HttpClient, RetryPolicy
 from shared.secrets import SecretStore
@@ -90,8 +95,8 @@ class Settings:
         settings = cls(
             project=project_id(),
             state_bucket=env_str("STATE_BUCKET"),
-            # v1 until HubSpot retires it on 2027-02-16; .../oauth/v3/token takes the same form.
-            token_url=env_str("HUBSPOT_TOKEN_URL", "https://api.hubapi.com/oauth/v1/token"),
+            # Where HubSpot's v1 migration guide points; .../oauth/v1/token is retired 2027-02-16.
+            token_url=env_str("HUBSPOT_TOKEN_URL", "https://api.hubapi.com/oauth/2026-03/token"),
             client_id_secret=env_str("HUBSPOT_CLIENT_ID_SECRET", "hubspot-client-id"),
             client_secret_secret=env_str("HUBSPOT_CLIENT_SECRET_SECRET", "hubspot-client-secret"),
             margin=timedelta(minutes=env_int("HUBSPOT_REFRESH_MARGIN_MINUTES", 30, minimum=0)),
@@ -177,7 +182,28 @@ def hubspot_refresh(cloud_event: CloudEvent) -> None:
     request, published_at = received
     requested_at = request.requested_at or published_at
     deadline = time.monotonic() + SETTINGS.run_seconds
+    if request.shard is None:  # a shard's run was told already, by its fan-out
+        warn_if_retiring(SETTINGS.token_url)
     if request.shard is None and SETTINGS.shard_size > 0:
         fan_out(SETTINGS, clients(), request, requested_at=requested_at)
         return
     run(SETTINGS, clients(), request, requested_at=requested_at, deadline=deadline)
+
+
+def warn_if_retiring(token_url: str) -> None:
+    """A WARNING on each run while the configured endpoint awaits its retirement, an ERROR
+    after it: the setting to change is in the message."""
+    notice = endpoint_notice(token_url, clock.now().date())
+    if notice is None:
+        return
+    log.log(
+        logging.ERROR if notice.retired else logging.WARNING,
+        notice.message,
+        extra=logs.fields(
+            event="token_endpoint_retiring",
+            provider="hubspot",
+            endpoint=notice.endpoint,
+            retires_on=notice.retires_on.isoformat(),
+            replacement=notice.replacement,
+        ),
+    )

@@ -30,7 +30,9 @@ below names the module that does it.
      (universign_alerts).
 
 ``universign_poll`` (Pub/Sub ``universign-poll-trigger``, every 5 minutes), universign_poll
-(the module): due final re-checks first (one more look an hour after a transaction became
+(the module): for an app's ``{"track": [{"transaction_id": ..., "reference": ...}]}``, those
+transactions are tracked and synced now (``run_track``); for the scheduler's ``{}``, due final
+re-checks first (one more look an hour after a transaction became
 final), then tracked transactions that still need work, oldest first from where the previous
 poll stopped, at most ``UNIVERSIGN_POLL_BATCH`` in all; each synced as above
 (universign_sync), then one ``run_summary`` line. See universign_state for the mapping, the
@@ -58,14 +60,14 @@ from universign_api import UniversignApi
 from universign_delivery import handle_webhook
 from universign_jws import JwksVerifier
 from universign_plan import Reply, parse_poll_trigger
-from universign_poll import run_poll
-from universign_state import StateStore
+from universign_poll import run_poll, run_track
+from universign_state import PRIORITY, StateStore
 
 from shared import logs, runtime
 from shared.gcs import storage_client
 from shared.http import HttpClient, RetryPolicy
 from shared.secrets import SecretStore
-from shared.settings import env_int, env_optional, env_str, project_id
+from shared.settings import ConfigError, env_int, env_json, env_optional, env_str, project_id
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class Settings:
     jwks_min_refetch_seconds: int
     jwks_max_fetches_per_minute: int
     refusal_states: frozenset[str]
+    # Our status -> the app's code, put in each status-change event (None: no such field).
+    external_status_map: dict[str, str | int] | None
     history_size: int
     event_lease: timedelta
     outbox_retry_after: timedelta
@@ -126,6 +130,7 @@ class Settings:
                 "UNIVERSIGN_JWKS_MAX_FETCHES_PER_MINUTE", 10, minimum=1, maximum=600
             ),
             refusal_states=frozenset(s.strip().lower() for s in refusal.split(",") if s.strip()),
+            external_status_map=external_status_map(),
             history_size=env_int("UNIVERSIGN_HISTORY_SIZE", 20, minimum=1, maximum=500),
             event_lease=timedelta(
                 seconds=env_int("UNIVERSIGN_EVENT_LEASE_SECONDS", 300, minimum=30)
@@ -140,6 +145,30 @@ class Settings:
             http_attempts=env_int("HTTP_ATTEMPTS", 3, minimum=1, maximum=10),
             entry_point=env_str("FUNCTION_TARGET", "universign_webhook"),
         )
+
+
+def external_status_map() -> dict[str, str | int] | None:
+    """UNIVERSIGN_EXTERNAL_STATUS_MAP: a JSON object from our statuses to the app's codes
+    (seed 004's get_sage_status_code), e.g. ``{"SIGNE": "2", "REFUSE": "3"}``; unset or empty
+    for none. Checked at start, so a typo stops the function with a message naming it."""
+    name = "UNIVERSIGN_EXTERNAL_STATUS_MAP"
+    value = env_json("UNIVERSIGN_EXTERNAL_STATUS_MAP", None)
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"environment variable {name} must be a JSON object")
+    unknown = sorted(str(k) for k in value if k not in PRIORITY)
+    if unknown:
+        raise ConfigError(
+            f"environment variable {name} has unknown statuses {unknown[:3]}; "
+            f"expected some of {', '.join(sorted(PRIORITY))}"
+        )
+    if not all(
+        isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+        for v in value.values()
+    ):
+        raise ConfigError(f"environment variable {name} must map statuses to strings or integers")
+    return dict(value)
 
 
 SETTINGS = Settings.from_env()
@@ -190,11 +219,13 @@ class Clients:
     def publish(self, message: dict[str, Any]) -> None:
         publisher = self._publisher.get()
         topic = publisher.topic_path(self.settings.project, self.settings.status_topic)
+        # Attributes let a subscription filter on them; the reference only when there is one.
+        attributes = {"transaction_id": str(message["transaction_id"])}
+        attributes["status"] = str(message["status"])
+        if message.get("reference"):
+            attributes["reference"] = str(message["reference"])
         future = publisher.publish(
-            topic,
-            json.dumps(message, separators=(",", ":")).encode("utf-8"),
-            transaction_id=str(message["transaction_id"]),
-            status=str(message["status"]),
+            topic, json.dumps(message, separators=(",", ":")).encode("utf-8"), **attributes
         )
         future.result(timeout=30)
 
@@ -244,10 +275,16 @@ def universign_webhook(request: flask.Request) -> flask.Response:
 
 @functions_framework.cloud_event
 def universign_poll(cloud_event: CloudEvent) -> None:
-    # Acknowledged without a poll (None) when bad or stale, and when it carries data: the
-    # scheduler sends ``{}``.
+    # Acknowledged without a run (None) when bad or stale: the scheduler sends ``{}`` (a poll),
+    # an app ``{"track": [...]}``.
     received = runtime.receive(
         cloud_event, parse_poll_trigger, max_age=SETTINGS.event_max_age, log=log
     )
-    if received is not None:
-        run_poll(SETTINGS, clients(), deadline=time.monotonic() + SETTINGS.run_seconds)
+    if received is None:
+        return
+    tracks, _published_at = received
+    deadline = time.monotonic() + SETTINGS.run_seconds
+    if tracks is None:
+        run_poll(SETTINGS, clients(), deadline=deadline)
+    else:
+        run_track(SETTINGS, clients(), tracks, deadline=deadline)

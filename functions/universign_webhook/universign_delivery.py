@@ -4,11 +4,12 @@ Refused before anything is processed, in this order: another method (405), a wro
 when one is configured (401), a body over the limit (413), a content type other than JSON
 (415), a missing or invalid signature (401, universign_jws; 503 ``key_cooldown`` for a key id
 that could not be checked yet), a body that is not a JSON object (400); the checks themselves
-are universign_plan's. Then the event id is claimed once in the state bucket (a repeat answers
-200 ``duplicate``, one being processed 409), its transaction synced (universign_sync, every
-document write fenced by the claim's lease), and the claim finished, or released on a failure
-so that Universign's next retry is processed; a holder whose lease ran short leaves the claim
-to expire instead, since the redelivery may hold it by then.
+are universign_plan's. An event with no transaction to sync is acknowledged with a WARNING
+``event_ignored`` line naming its type. Then the event id is claimed once in the state bucket
+(a repeat answers 200 ``duplicate``, one being processed 409), its transaction synced
+(universign_sync, every document write fenced by the claim's lease), and the claim finished,
+or released on a failure so that Universign's next retry is processed; a holder whose lease
+ran short leaves the claim to expire instead, since the redelivery may hold it by then.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from universign_plan import (
 from universign_state import Conflict
 from universign_sync import sync_transaction
 
-from shared import clock
+from shared import clock, logs
 from shared.errors import ProviderError, TerminalError
 from shared.lock import LeaseLost
 
@@ -93,6 +94,21 @@ def handle_webhook(
         "kid": kid,
     }
     if parsed.transaction_id is None:
+        # Acknowledged (a retry would not make it understood) but never silently: one WARNING
+        # line per event, counted by keepalive_universign_events_ignored.
+        log.warning(
+            "Universign event %s of type %r acknowledged without a sync (%s)",
+            parsed.event_id,
+            parsed.event_type,
+            parsed.ignored,
+            extra=logs.fields(
+                event="event_ignored",
+                provider="universign",
+                event_id=parsed.event_id,
+                event_type=parsed.event_type,
+                reason=parsed.ignored,
+            ),
+        )
         return Reply(200, "ignored", f"event {parsed.event_type[:60]} needs no sync", fields=fields)
     return _process_event(settings, clients, parsed, fields, deadline)
 

@@ -1,7 +1,8 @@
 """The decisions both entry points take, as pure functions: no I/O, no environment, no
 functions-framework, so each one is tested on its own.
 
-- The poll's trigger: only the scheduler's ``{}`` starts a poll (``parse_poll_trigger``).
+- The poll's trigger (``parse_poll_trigger``): the scheduler's ``{}`` starts a poll; an app's
+  ``{"track": [{"transaction_id": ..., "reference": ...}]}`` starts tracking transactions.
 - A delivery: the HTTP answer (``Reply``), the checks that refuse a request before anything
   is processed, and what an event concerns (``parse_event``): the transaction to sync, and a
   refusal the event reports.
@@ -34,10 +35,55 @@ RECHECK_SOURCE = "poll:recheck"
 # --- the poll's trigger -------------------------------------------------------------------------
 
 
-def parse_poll_trigger(data: dict[str, Any]) -> None:
-    """The scheduler sends ``{}``; a message that carries data is refused (logged, dropped)."""
-    if data:
-        raise events.BadMessage("expected {}")
+# Most transactions one track message may carry: a run syncs each one before it ends.
+MAX_TRACK = 100
+MAX_REFERENCE_CHARS = 200
+TRACK_EXPECTED = '{} or {"track": [{"transaction_id": "...", "reference": "..."}]}'
+
+
+@dataclass(frozen=True)
+class Track:
+    transaction_id: str
+    reference: str | None = None
+
+
+def parse_poll_trigger(data: dict[str, Any]) -> list[Track] | None:
+    """None for the scheduler's ``{}`` (a poll); the transactions to track for ``{"track":
+    [...]}``. Anything else is refused (logged and acknowledged, never retried)."""
+    if not data:
+        return None
+    events.refuse_unknown_fields(data, ("track",), TRACK_EXPECTED)
+    entries = data["track"]
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_TRACK:
+        raise events.BadMessage(f"track must be a list of 1 to {MAX_TRACK} transactions")
+    tracks: list[Track] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise events.BadMessage(f"track[{index}] is not an object")
+        events.refuse_unknown_fields(entry, ("transaction_id", "reference"), TRACK_EXPECTED)
+        transaction_id = entry.get("transaction_id")
+        if not isinstance(transaction_id, str) or not TRANSACTION_ID.fullmatch(transaction_id):
+            raise events.BadMessage(f"track[{index}].transaction_id is not a transaction id")
+        reference = entry.get("reference")
+        if reference is not None and not valid_reference(reference):
+            raise events.BadMessage(
+                f"track[{index}].reference must be printable text of 1 to "
+                f"{MAX_REFERENCE_CHARS} characters"
+            )
+        tracks.append(Track(transaction_id, reference))
+    return tracks
+
+
+def valid_reference(value: Any) -> bool:
+    """The app's own document id: printable text, short enough for a log line and an
+    attribute, and encodable (it travels in every status-change event)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_REFERENCE_CHARS:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
 
 
 # --- the HTTP answer ---------------------------------------------------------------------------
@@ -126,12 +172,22 @@ class WebhookEvent:
     event_type: str
     transaction_id: str | None
     refusal: dict[str, str] | None
+    # Why an event with no transaction to sync is ignored (logged at WARNING, counted).
+    ignored: str | None = None
+
+
+def is_flat(event: dict[str, Any]) -> bool:
+    """Seed 004's shape, ``{"event": "...", "transaction_id": "..."}``: no ``type``, no
+    ``payload``. Whatever its event name says, the transaction is re-read, so any name
+    will do."""
+    return "type" not in event and "payload" not in event and "event" in event
 
 
 def parse_event(event: dict[str, Any], body: bytes) -> WebhookEvent:
     """The parts of an event we act on. Its shape is only known from third-party code, so the
     transaction id is looked for in every place it has been seen; without an ``evt_`` id the
-    body's hash stands in for deduplication."""
+    body's hash stands in for deduplication. Events of other types (API keys, identity
+    checks, chat) and events naming no usable transaction come back with ``ignored`` set."""
     raw_id = event.get("id")
     # fullmatch: ``$`` alone lets a final newline through, into object names and URLs.
     event_id = raw_id if isinstance(raw_id, str) and EVENT_ID.fullmatch(raw_id) else None
@@ -149,8 +205,17 @@ def parse_event(event: dict[str, Any], body: bytes) -> WebhookEvent:
     transaction_id = next(
         (v for v in candidates if isinstance(v, str) and TRANSACTION_ID.fullmatch(v)), None
     )
-    if not (event_type.startswith("transaction.lifecycle.") or event_type.startswith("action.")):
+    handled = (
+        event_type.startswith("transaction.lifecycle.")
+        or event_type.startswith("action.")
+        or is_flat(event)
+    )
+    ignored = None
+    if not handled:
         transaction_id = None  # API keys, identity checks, chat: nothing to sync
+        ignored = "type_not_handled"
+    elif transaction_id is None:
+        ignored = "no_transaction_id"
     refusal = None
     if event_type == "action.stalled":
         reason = next(
@@ -168,7 +233,7 @@ def parse_event(event: dict[str, Any], body: bytes) -> WebhookEvent:
                 who = who.get("email") or who.get("id") or "a participant"
             participant = _text(who)[:200] or "a participant"
             refusal = {"reason": reason, "participant": participant, "event": event_id}
-    return WebhookEvent(event_id, event_type, transaction_id, refusal)
+    return WebhookEvent(event_id, event_type, transaction_id, refusal, ignored)
 
 
 def _object(value: Any) -> dict[str, Any]:

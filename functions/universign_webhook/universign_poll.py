@@ -5,6 +5,11 @@ crash left behind, and report one ``run_summary`` line.
 Due final re-checks come first (one more look an hour after a transaction became final), then
 tracked transactions that still need work, oldest first from where the previous poll stopped,
 at most ``UNIVERSIGN_POLL_BATCH`` in all. See universign_state for the index.
+
+A ``track`` message on the same topic (``run_track``) syncs the transactions it names instead,
+each starting to be tracked with the app's reference; one Universign could not be asked about
+is tracked all the same, so the next polls keep trying. It reports its own ``run_summary``
+(``trigger`` ``track``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from universign_alerts import config_problem, needs_reauth
-from universign_plan import RECHECK_SOURCE
+from universign_plan import RECHECK_SOURCE, Track
 from universign_state import (
     PENDING,
     RECHECK,
@@ -27,7 +32,7 @@ from universign_state import (
     pending_name,
     recheck_name,
 )
-from universign_sync import sync_transaction
+from universign_sync import register_track, sync_transaction
 
 from shared import clock, logs, runtime
 from shared.errors import ProviderError, TerminalError
@@ -56,6 +61,8 @@ class RunSummary:
     failed: int = 0
     stopped: str | None = None
     order: list[str] = field(default_factory=list)
+    trigger: str = "schedule"
+    tracked: int = 0
 
 
 def select_work(settings: Settings, clients: Clients) -> list[tuple[str, str]]:
@@ -131,6 +138,70 @@ def run_poll(settings: Settings, clients: Clients, *, deadline: float) -> RunSum
     return summary
 
 
+def run_track(
+    settings: Settings, clients: Clients, tracks: list[Track], *, deadline: float
+) -> RunSummary:
+    """Start tracking (and sync now) each transaction a ``track`` message names.
+
+    The message is acknowledged whatever happens (the trigger is not retried), so no request
+    may be dropped: once Universign fails three times in a row, or the run's time is up, the
+    rest are tracked without a call (``register_track``) and the next polls sync them."""
+    log = logging.getLogger(settings.entry_point)
+    meter = runtime.Meter(lambda: clients.secrets.reads)
+    summary = RunSummary(selected=len(tracks), trigger="track")
+    consecutive_failures = 0
+    for track in tracks:
+        summary.order.append(track.transaction_id)
+        if consecutive_failures >= 3 or time.monotonic() > deadline:
+            summary.stopped = summary.stopped or (
+                "api_unavailable" if consecutive_failures >= 3 else "deadline"
+            )
+            try:
+                register_track(clients, track.transaction_id, track.reference)
+            except (Conflict, gexc.GoogleAPIError) as error:
+                config_problem(settings, error)
+                log.error("could not track %s: %s", track.transaction_id, error)
+                summary.failed += 1
+                continue
+            summary.tracked += 1
+            continue
+        try:
+            result = sync_transaction(
+                settings,
+                clients,
+                track.transaction_id,
+                source="track",
+                deadline=deadline,
+                track=True,
+                reference=track.reference,
+            )
+        except TerminalError as error:
+            needs_reauth(settings, error)
+            summary.failed += 1
+            summary.tracked += 1  # its document is kept: the poll syncs it once a key works
+            consecutive_failures = 3  # the rest are registered without asking again
+            continue
+        except (ProviderError, Conflict, gexc.GoogleAPIError) as error:
+            if not config_problem(settings, error):
+                log.warning("track of %s: sync failed: %s", track.transaction_id, error)
+            summary.failed += 1
+            consecutive_failures += 1
+            summary.tracked += isinstance(error, ProviderError)
+            continue
+        consecutive_failures = 0
+        if result.result == "untracked":
+            summary.untracked += 1
+            continue
+        summary.tracked += 1
+        summary.not_found += result.result == "not_found"
+        summary.synced += result.result == "synced"
+        summary.status_changes += result.change is not None
+        summary.published += result.published
+        summary.archived_documents += result.archived
+    report_poll(settings, summary, meter)
+    return summary
+
+
 def _poll_one(
     settings: Settings,
     clients: Clients,
@@ -185,6 +256,8 @@ def report_poll(settings: Settings, summary: RunSummary, meter: runtime.Meter) -
             event="run_summary",
             provider="universign",
             entry_point="universign_poll",
+            trigger=summary.trigger,
+            tracked=summary.tracked,
             # A poll succeeded when no transaction failed; stopping at the deadline is not a
             # failure (the rest waits for the next run, and slow runs have their own alert).
             result="failed" if summary.failed else "ok",

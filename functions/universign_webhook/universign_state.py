@@ -33,6 +33,10 @@ Objects in the state bucket (prefix ``universign/``):
 - ``index/recheck/<due_at>_<tx>``: once final, one more check is due at ``due_at`` (final + 1h).
   Names sort by due time, so the poll stops listing at the first one not yet due.
 - ``events/<evt_id>``: webhook event markers (claimed with ``if_generation_match=0``).
+- ``sync-log/<tx>/<at>_<nonce>.json``: the sync log, one small object per sync (type, time,
+  previous and new status, what changed, success, error, response time), each created once
+  and never rewritten, so keeping all of it costs the document no read-modify-write. The
+  document keeps the last ``UNIVERSIGN_HISTORY_SIZE`` of them (``history``) for quick reads.
 
 A delivery holds its event claim while it syncs. The claim only lasts its lease: a holder that
 stalled past it (Cloud Run can keep running code after a timeout, a process can be paused) may
@@ -55,8 +59,9 @@ import json
 import logging
 import random
 import re
+import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -125,6 +130,7 @@ PENDING = PREFIX + "index/pending/"
 RECHECK = PREFIX + "index/recheck/"
 CURSOR = PREFIX + "index/poll-cursor.json"
 EVENTS = PREFIX + "events/"
+SYNC_LOG = PREFIX + "sync-log/"
 
 T = TypeVar("T")
 
@@ -201,20 +207,31 @@ class Change:
     status: str
     universign_state: str
     at: str
+    # The tracking app's own document id (``track``), carried in every status-change event.
+    reference: str | None = None
+    # The app's code for the status (UNIVERSIGN_EXTERNAL_STATUS_MAP); only when a map is set.
+    external_codes: Mapping[str, str | int] | None = None
 
     def message(self) -> dict[str, Any]:
-        return {
+        message: dict[str, Any] = {
             "transaction_id": self.transaction_id,
             "previous": self.previous,
             "status": self.status,
             "universign_state": self.universign_state,
             "at": self.at,
+            "reference": self.reference,
         }
+        if self.external_codes is not None:
+            message["external_status"] = self.external_codes.get(self.status)
+        return message
 
 
-def new_document(transaction_id: str, now: datetime) -> dict[str, Any]:
+def new_document(
+    transaction_id: str, now: datetime, reference: str | None = None
+) -> dict[str, Any]:
     return {
         "transaction_id": transaction_id,
+        "reference": reference,
         "tracked_at": _stamp(now),
         "universign_state": None,
         "status": None,
@@ -228,6 +245,8 @@ def new_document(transaction_id: str, now: datetime) -> dict[str, Any]:
         "refusal": None,
         "signers": [],
         "documents": [],
+        "signer_url": None,
+        "document_url": None,
         "observed_at": None,
         "last_sync_at": None,
         "sync_attempts": 0,
@@ -249,12 +268,16 @@ def _parse(value: Any) -> datetime | None:
     return clock.parse_time(value) if isinstance(value, str) else None
 
 
-def _signers(transaction: dict[str, Any]) -> list[dict[str, Any]]:
+def _people(transaction: dict[str, Any]) -> list[Any]:
     people = transaction.get("participants")
     if not isinstance(people, list):
         people = transaction.get("signers")
+    return people if isinstance(people, list) else []
+
+
+def _signers(transaction: dict[str, Any]) -> list[dict[str, Any]]:
     result = []
-    for index, person in enumerate(people if isinstance(people, list) else []):
+    for index, person in enumerate(_people(transaction)):
         if not isinstance(person, dict):
             continue
         result.append(
@@ -265,6 +288,7 @@ def _signers(transaction: dict[str, Any]) -> list[dict[str, Any]]:
                 "name": person.get("name"),
                 "role": person.get("role"),
                 "state": person.get("state") or person.get("status"),
+                "viewed_at": person.get("viewed_at") or person.get("viewedAt"),
                 "signed_at": person.get("signed_at") or person.get("signedAt"),
                 "refused_at": person.get("refused_at") or person.get("refusedAt"),
             }
@@ -281,10 +305,34 @@ def _documents(transaction: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
+def _first_url(items: Any) -> str | None:
+    """The ``url`` of the first entry (seed 004's ``signers[0]["url"]``, ``documents[0]
+    ["url"]``), when it is a web address. A signing URL lets whoever holds it sign: it stays
+    in the document and never reaches a log line or an event."""
+    first = items[0] if isinstance(items, list) and items else None
+    url = first.get("url") if isinstance(first, dict) else None
+    if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2048:
+        return url
+    return None
+
+
 def _history(doc: dict[str, Any], entry: dict[str, Any], size: int) -> None:
     history = doc.setdefault("history", [])
     history.append(entry)
     del history[: max(0, len(history) - size)]
+
+
+# What a sync log entry's ``changes`` lists: the fields a reading can change for a reader.
+WATCHED = (
+    "status",
+    "universign_state",
+    "reference",
+    "refusal",
+    "signers",
+    "documents",
+    "signer_url",
+    "document_url",
+)
 
 
 def apply_observation(
@@ -297,8 +345,17 @@ def apply_observation(
     refusal_hint: dict[str, str] | None,
     refusal_states: Iterable[str],
     history_size: int,
+    reference: str | None = None,
+    external_codes: Mapping[str, str | int] | None = None,
+    response_ms: int | None = None,
 ) -> Change | None:
-    """Fold one API reading into ``doc`` (in place); return the status change it caused."""
+    """Fold one API reading into ``doc`` (in place); return the status change it caused.
+
+    ``reference`` (given by ``track``) replaces the stored one; the history entry it appends
+    is the sync log entry (universign_sync writes it out too)."""
+    before = {name: copy.deepcopy(doc.get(name)) for name in WATCHED}
+    if reference is not None:
+        doc["reference"] = reference
     previous = doc.get("status")
     universign_state = str(transaction.get("state", "")).lower()
     if doc.get("refusal") is None:
@@ -314,11 +371,8 @@ def apply_observation(
         doc["webhook_received"] = True
     if candidate is None:
         doc["last_error"] = f"unknown Universign state {universign_state[:40]!r}"
-        _history(
-            doc,
-            _entry(now, source, False, previous, previous, universign_state, doc["last_error"]),
-            history_size,
-        )
+        entry = _entry(now, source, False, previous, previous, universign_state, doc["last_error"])
+        _history(doc, _changed(entry, before, doc, response_ms), history_size)
         return None
     status = resolve(previous, candidate)
     if newer:
@@ -329,9 +383,13 @@ def apply_observation(
         documents = _documents(transaction)
         if documents or not doc.get("documents"):
             doc["documents"] = documents
+        # Kept when a reading leaves them out: not every answer carries the links.
+        doc["signer_url"] = _first_url(_people(transaction)) or doc.get("signer_url")
+        doc["document_url"] = _first_url(transaction.get("documents")) or doc.get("document_url")
     doc["last_error"] = None
     doc["status"] = status
-    _history(doc, _entry(now, source, True, previous, status, universign_state, None), history_size)
+    entry = _entry(now, source, True, previous, status, universign_state, None)
+    _history(doc, _changed(entry, before, doc, response_ms), history_size)
     if status == previous:
         return None
     stamp = clock.format_time(now)
@@ -343,7 +401,15 @@ def apply_observation(
         doc["final_checked"] = False
     if status == SIGNE and (doc.get("archive") or {}).get("status") != "done":
         doc["archive"] = {"status": "pending", "objects": {}, "last_error": None}
-    change = Change(doc["transaction_id"], previous, status, universign_state, stamp)
+    change = Change(
+        doc["transaction_id"],
+        previous,
+        status,
+        universign_state,
+        stamp,
+        reference=doc.get("reference"),
+        external_codes=external_codes,
+    )
     doc.setdefault("outbox", []).append(
         {
             "id": f"{doc['transaction_id']}:{status}",
@@ -355,16 +421,19 @@ def apply_observation(
 
 
 def record_failure(
-    doc: dict[str, Any], *, now: datetime, source: str, error: str, history_size: int
+    doc: dict[str, Any],
+    *,
+    now: datetime,
+    source: str,
+    error: str,
+    history_size: int,
+    response_ms: int | None = None,
 ) -> None:
     doc["sync_attempts"] = int(doc.get("sync_attempts") or 0) + 1
     doc["last_error"] = error[:500]
     status = doc.get("status")
-    _history(
-        doc,
-        _entry(now, source, False, status, status, doc.get("universign_state"), error[:200]),
-        history_size,
-    )
+    entry = _entry(now, source, False, status, status, doc.get("universign_state"), error[:200])
+    _history(doc, _changed(entry, {}, {}, response_ms), history_size)
 
 
 def _entry(
@@ -383,6 +452,26 @@ def _entry(
     if error:
         entry["error"] = error
     return entry
+
+
+def _changed(
+    entry: dict[str, Any],
+    before: dict[str, Any],
+    doc: dict[str, Any],
+    response_ms: int | None,
+) -> dict[str, Any]:
+    """``entry`` with the watched fields this sync changed and Universign's response time."""
+    entry["changes"] = [name for name in before if before[name] != doc.get(name)]
+    if response_ms is not None:
+        entry["response_ms"] = response_ms
+    return entry
+
+
+def sync_log_name(transaction_id: str, entry: dict[str, Any]) -> str:
+    """``sync-log/<tx>/<at>_<nonce>.json``: names sort by time, and two syncs in the same
+    microsecond still get an object each."""
+    at = _parse(entry.get("at")) or clock.now()
+    return f"{SYNC_LOG}{transaction_id}/{_compact(at)}_{secrets.token_hex(4)}.json"
 
 
 def needs_polling(doc: dict[str, Any]) -> bool:
@@ -543,6 +632,28 @@ class StateStore:
             prefix=prefix, start_offset=start, max_results=limit, fields="items(name),nextPageToken"
         )
         return [b.name for b in blobs]
+
+    # the sync log
+
+    def append_log(self, transaction_id: str, entry: dict[str, Any]) -> str:
+        """Store one sync log entry as its own object, created once (never overwritten)."""
+        name = sync_log_name(transaction_id, entry)
+        self.bucket.blob(name).upload_from_string(
+            json.dumps({"transaction_id": transaction_id, **entry}, separators=(",", ":")),
+            content_type="application/json",
+            if_generation_match=0,
+        )
+        return name
+
+    def read_log(self, transaction_id: str) -> list[dict[str, Any]]:
+        """Every sync log entry of the transaction, oldest first."""
+        entries = []
+        for blob in self.bucket.list_blobs(prefix=f"{SYNC_LOG}{transaction_id}/"):
+            with contextlib.suppress(gexc.NotFound, ValueError):
+                entry = json.loads(blob.download_as_bytes())
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        return entries
 
     def read_cursor(self) -> str | None:
         try:

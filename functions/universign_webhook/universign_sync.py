@@ -2,11 +2,16 @@
 fold it into its document (universign_state, with a generation precondition), then the follow-up:
 publish the status change, archive the signed documents (universign_archive) and keep the
 polling index right. What to publish, whether to archive and the index are universign_plan's.
+
+Every sync, good or failed, also leaves its sync log entry (the history entry it added to the
+document, with what changed and Universign's response time) as an object of its own
+(universign_state.StateStore.append_log).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,25 +61,48 @@ def sync_transaction(
     refusal_hint: dict[str, str] | None = None,
     deadline: float | None = None,
     fence: Fence | None = None,
+    track: bool = False,
+    reference: str | None = None,
 ) -> SyncResult:
     """Read the transaction from Universign and fold it into its document; then publish the
     status change, archive signed documents and keep the polling index right. ``fence`` (a
-    webhook's event claim) runs before every document write and stops the sync by raising."""
+    webhook's event claim) runs before every document write and stops the sync by raising.
+
+    ``track`` (an app asked for it): a transaction Universign could not be asked about now is
+    tracked all the same, so the poll keeps trying and the request is never lost; one
+    Universign does not know is not. ``reference`` replaces the stored one."""
     log = logging.getLogger(settings.entry_point)
     observed_at = clock.now()
+    asked = time.monotonic()
     try:
         transaction = clients.api.get_transaction(transaction_id, deadline=deadline)
     except NotFound:
         doc = _record_failure(
-            settings, clients, transaction_id, source, "Universign answered 404", fence
+            settings,
+            clients,
+            transaction_id,
+            source,
+            "Universign answered 404",
+            fence,
+            response_ms=_since(asked),
         )
         if doc is None:
             log.warning("Universign does not know %s; not tracking it", transaction_id)
             return SyncResult(transaction_id, "untracked")
         return SyncResult(transaction_id, "not_found", doc.get("status"))
     except ProviderError as error:
-        _record_failure(settings, clients, transaction_id, source, str(error), fence)
+        _record_failure(
+            settings,
+            clients,
+            transaction_id,
+            source,
+            str(error),
+            fence,
+            response_ms=_since(asked),
+            create=(reference,) if track else None,
+        )
         raise
+    response_ms = _since(asked)
 
     tracked_at = clock.now()
     created_marker: list[str] = []
@@ -82,11 +110,7 @@ def sync_transaction(
     def apply(doc: dict[str, Any] | None) -> tuple[dict[str, Any] | None, Change | None]:
         if doc is None:
             doc = new_document(transaction_id, tracked_at)
-            name = pending_name(doc)
-            if name not in created_marker:
-                # Marker before document: a crash leaves an extra marker, never a missing one.
-                clients.state.ensure(name)
-                created_marker.append(name)
+            _marker_first(clients, doc, created_marker)
         change = apply_observation(
             doc,
             transaction,
@@ -96,14 +120,16 @@ def sync_transaction(
             refusal_hint=refusal_hint,
             refusal_states=settings.refusal_states,
             history_size=settings.history_size,
+            reference=reference,
+            external_codes=settings.external_status_map,
+            response_ms=response_ms,
         )
         return doc, change
 
     doc, _, change = clients.state.update(transaction_id, apply, fence=fence)
     assert doc is not None
-    for name in created_marker:
-        if name != pending_name(doc):
-            clients.state.remove(name)  # another writer created the document first
+    _tidy_markers(clients, doc, created_marker)
+    _append_log(settings, clients, doc)
     if change is not None:
         log.info(
             "Universign %s: %s -> %s (%s)",
@@ -125,14 +151,32 @@ def _record_failure(
     source: str,
     error: str,
     fence: Fence | None,
+    *,
+    response_ms: int,
+    create: tuple[str | None] | None = None,
 ) -> dict[str, Any] | None:
+    """Record the failure on the document; a document that does not exist is left so, unless
+    ``create`` (the reference of a ``track`` request) says to start tracking it now."""
     log = logging.getLogger(settings.entry_point)
+    tracked_at = clock.now()
+    created_marker: list[str] = []
 
     def change(doc: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
-        if doc is None:
+        if doc is None and create is None:
             return None, None
+        if doc is None:
+            assert create is not None
+            doc = new_document(transaction_id, tracked_at, create[0])
+            _marker_first(clients, doc, created_marker)
+        elif create is not None and create[0] is not None:
+            doc["reference"] = create[0]
         record_failure(
-            doc, now=clock.now(), source=source, error=error, history_size=settings.history_size
+            doc,
+            now=clock.now(),
+            source=source,
+            error=error,
+            history_size=settings.history_size,
+            response_ms=response_ms,
         )
         return doc, None
 
@@ -141,7 +185,66 @@ def _record_failure(
     except (Conflict, gexc.GoogleAPIError) as failure:
         log.warning("could not record the failure on %s: %s", transaction_id, failure)
         return None
+    if doc is not None:
+        _tidy_markers(clients, doc, created_marker)
+        _append_log(settings, clients, doc)
     return doc
+
+
+def register_track(
+    clients: Clients, transaction_id: str, reference: str | None
+) -> dict[str, Any] | None:
+    """Track a transaction without asking Universign now (it is failing, or the run is out of
+    time): the document and its pending marker, so the poll syncs it; the reference kept."""
+    tracked_at = clock.now()
+    created_marker: list[str] = []
+
+    def change(doc: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+        if doc is None:
+            doc = new_document(transaction_id, tracked_at, reference)
+            _marker_first(clients, doc, created_marker)
+            return doc, None
+        if reference is not None and doc.get("reference") != reference:
+            doc["reference"] = reference
+            return doc, None
+        return None, None
+
+    doc, _, _ = clients.state.update(transaction_id, change)
+    if doc is not None:
+        _tidy_markers(clients, doc, created_marker)
+    return doc
+
+
+def _since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _marker_first(clients: Clients, doc: dict[str, Any], created: list[str]) -> None:
+    """Marker before document: a crash leaves an extra marker, never a missing one."""
+    name = pending_name(doc)
+    if name not in created:
+        clients.state.ensure(name)
+        created.append(name)
+
+
+def _tidy_markers(clients: Clients, doc: dict[str, Any], created: list[str]) -> None:
+    for name in created:
+        if name != pending_name(doc):
+            clients.state.remove(name)  # another writer created the document first
+
+
+def _append_log(settings: Settings, clients: Clients, doc: dict[str, Any]) -> None:
+    """The sync log entry of the write just made: the history entry it appended."""
+    history = doc.get("history") or []
+    if not history:
+        return
+    try:
+        clients.state.append_log(doc["transaction_id"], history[-1])
+    except gexc.GoogleAPIError as failure:
+        # The document keeps the entry in its history; only the complete log misses it.
+        logging.getLogger(settings.entry_point).warning(
+            "could not store the sync log entry of %s: %s", doc["transaction_id"], failure
+        )
 
 
 def _follow_up(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google_fake import GoogleApisFake
 
 from cli.__main__ import main
 from devtools import gcp
@@ -223,19 +224,96 @@ def test_graph_with_no_subscription_is_missing(capsys, project, store, monkeypat
     assert row["state"] == "missing"
 
 
-def test_cegid_sas_expiry_is_read_from_the_url_and_never_shown(capsys, project, store) -> None:
+def sas_url(
+    expires_in: timedelta, signature: str = "c2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtbGVhaw"
+) -> str:
+    expiry = clock.format_time(clock.now() + expires_in)
+    return f"https://acct.blob.core.windows.net/exports?sp=rld&se={expiry}&sig={signature}"
+
+
+def cegid_row(capsys: Any, project: str, *args: str) -> tuple[int, dict[str, Any]]:
+    code, report = status_json(capsys, project, *args)
+    (row,) = rows_of(report, "cegid")
+    return code, row
+
+
+def test_cegid_sas_expiry_is_read_from_the_url_and_never_shown(
+    capsys, project, store, monkeypatch
+) -> None:
+    monkeypatch.setenv("CEGID_MODE", "sas_url")
     signature = "c2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtbGVhaw"
-    expiry = clock.format_time(clock.now() + timedelta(days=3))
-    url = f"https://acct.blob.core.windows.net/exports?sp=rld&se={expiry}&sig={signature}"
     store.create("cegid-sas-url")
-    store.add_version("cegid-sas-url", url)
-    code, out = status(capsys, project)
-    assert code == 1  # expires within the 7-day warning
+    store.add_version("cegid-sas-url", sas_url(timedelta(days=3), signature))
+    code, out = status(capsys, project, "--cegid-warn-days", "7")
+    assert code == 1  # expires within the 7-day warning asked for
     line = next(line for line in out.splitlines() if line.startswith("cegid"))
-    assert "expiring" in line and ("2d" in line or "3d" in line)
+    assert "expiring" in line and ("2d" in line or "3d" in line) and "mode sas_url" in line
     assert signature not in out and "blob.core" not in out
-    code, _ = status(capsys, project, "--cegid-warn-days", "1")
+    code, _ = status(capsys, project)
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "state", "code"),
+    [
+        (timedelta(hours=24), "ok", 0),  # a fresh SAS from the portal: nothing to do yet
+        (timedelta(hours=2), "expiring", 1),
+        (timedelta(minutes=-5), "expired", 1),
+    ],
+)
+def test_a_24_hour_sas_in_sas_url_mode_needs_attention_only_near_its_end(
+    capsys, project, store, monkeypatch, expires_in, state, code
+) -> None:
+    monkeypatch.setenv("CEGID_MODE", "sas_url")
+    store.create("cegid-sas-url")
+    store.add_version("cegid-sas-url", sas_url(expires_in))
+    got, row = cegid_row(capsys, project)
+    assert (row["item"], row["state"], got) == ("sas url", state, code)
+
+
+def test_api_mode_does_not_report_an_old_sas_url(capsys, project, store, monkeypatch) -> None:
+    monkeypatch.setenv("CEGID_MODE", "api")
+    store.create("cegid-sas-url")
+    store.add_version("cegid-sas-url", sas_url(timedelta(days=-30)))  # long expired, unused
+    store.create("cegid-api-key-secret")
+    store.add_version("cegid-api-key-secret", "the-api-key-secret-value")
+    code, row = cegid_row(capsys, project)
+    assert code == 0
+    assert (row["item"], row["state"], row["expires_at"]) == ("api key", "ok", None)
+    assert row["detail"].startswith("mode api,")
+
+
+def test_the_mode_is_the_deployed_function_s(capsys, project, store, monkeypatch) -> None:
+    monkeypatch.delenv("CEGID_MODE", raising=False)
+    store.create("cegid-api-key-secret")
+    store.add_version("cegid-api-key-secret", "the-api-key-secret-value")
+    store.create("cegid-sas-url")
+    store.add_version("cegid-sas-url", sas_url(timedelta(hours=20)))
+    with GoogleApisFake() as google:
+        monkeypatch.setenv("CLOUD_FUNCTIONS_API_URL", google.url)
+        google.add_function(project, "europe-west1", "cegid-transfer", {"CEGID_MODE": "sas_url"})
+        code, row = cegid_row(capsys, project)
+    assert code == 0
+    assert (row["item"], row["state"]) == ("sas url", "ok")
+    assert row["detail"].startswith("mode sas_url, secret 1")
+
+
+def test_the_last_successful_transfer_is_read_from_the_state_bucket(
+    capsys, project, store, monkeypatch
+) -> None:
+    monkeypatch.setenv("CEGID_MODE", "api")
+    store.create("cegid-api-key-secret")
+    store.add_version("cegid-api-key-secret", "the-api-key-secret-value")
+    state = gcp.create_bucket(f"{project}-keepalive-state", project=project)
+    code, row = cegid_row(capsys, project)
+    assert code == 0 and row["last_success"] is None  # no transfer yet
+    finished = clock.now() - timedelta(minutes=20)
+    document = {"last_success_at": clock.format_time(finished), "files": 3, "bytes": 1200}
+    state.blob("status/cegid-transfer.json").upload_from_string(json.dumps(document))
+    code, row = cegid_row(capsys, project)
+    assert code == 0
+    assert row["last_success"] == clock.format_time(finished)
+    assert "last transfer moved 3 files (1200 bytes)" in row["detail"]
 
 
 def test_universign_documents_are_summarised_from_the_bucket(capsys, project) -> None:

@@ -151,10 +151,37 @@ def test_trigger_lists_each_id_once_and_caps_what_it_keeps() -> None:
     assert len(many.reauthorize) == 100 and many.reason == "r" * 100
 
 
+def test_force_renews_every_subscription_or_only_the_named_ones() -> None:
+    events = Desired("/users/u1/events", "created", 4230)
+    forced = parse_request({"force": True}, (WANT, events))
+    assert forced == RenewRequest((), "forced", True, None)
+    assert forced.forces(WANT) and forced.forces(events)
+    # Named as in GRAPH_SUBSCRIPTIONS, give or take the leading slash and letter case.
+    only = parse_request(
+        {"force": True, "subscriptions": ["users/U1/mailFolders('inbox')/messages"]},
+        (WANT, events),
+    )
+    assert only.force and only.forces(WANT) and not only.forces(events)
+    assert parse_request({"force": False}) == RenewRequest()
+    assert not RenewRequest().forces(WANT)
+
+
+def test_force_naming_a_resource_not_configured_is_refused_without_quoting_it() -> None:
+    with pytest.raises(BadMessage, match="1 resource\\(s\\) not in GRAPH_SUBSCRIPTIONS") as caught:
+        parse_request({"force": True, "subscriptions": [INBOX, "/users/typo/events"]}, (WANT,))
+    assert "typo" not in str(caught.value) and INBOX in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"delete": "all"}, "unknown fields"),
+        ({"force": "yes"}, "force must be true or false"),
+        ({"subscriptions": [INBOX]}, 'only goes with "force": true'),
+        ({"force": True, "subscriptions": []}, "non-empty list of resources"),
+        ({"force": True, "subscriptions": INBOX}, "non-empty list of resources"),
+        ({"force": True, "subscriptions": [INBOX, " "]}, "non-empty strings"),
+        ({"force": True, "subscriptions": [1]}, "non-empty strings"),
         ({"reauthorize": "s1"}, "list of subscription ids"),
         ({"reauthorize": ["s1", ""]}, "list of subscription ids"),
         ({"reauthorize": [1]}, "list of subscription ids"),

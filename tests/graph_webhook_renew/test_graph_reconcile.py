@@ -186,6 +186,29 @@ def test_reauthorization_is_counted_and_a_refusal_renews_instead(
     assert (tally.reauthorized, tally.renewed) == (0, 1)
 
 
+def test_force_renews_subscriptions_that_are_not_due_and_creates_missing_ones(
+    fake: GraphFake, make_graph: Any, logged: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    inbox = ours(fake, hours=40)  # outside the renewal window: a scheduled run leaves it
+    before = inbox.expires_at
+    desired = (Desired(INBOX, "created", 4230), EVENTS)
+    tally = run(make_graph(), RenewRequest(force=True, reason="forced"), desired=desired)
+    assert (tally.renewed, tally.created, tally.unchanged) == (1, 1, 0)
+    assert fake.count("patch") == 1 and inbox.expires_at > before + timedelta(hours=20)
+    (summary,) = logged("run_summary")
+    assert (summary["result"], summary["reason"]) == ("ok", "forced")
+
+
+def test_force_with_subscriptions_renews_only_those(fake: GraphFake, make_graph: Any) -> None:
+    inbox, events = ours(fake, hours=40), ours(fake, hours=40, resource=EVENTS.resource)
+    kept = inbox.expires_at
+    request = RenewRequest(force=True, subscriptions=("users/u1/EVENTS",))
+    tally = run(make_graph(), request, desired=(Desired(INBOX, "created", 4230), EVENTS))
+    assert (tally.renewed, tally.unchanged) == (1, 1)
+    assert inbox.expires_at == kept and events.expires_at > kept
+
+
 def test_unmanaged_subscriptions_are_reported_not_touched(
     fake: GraphFake, make_graph: Any, caplog: pytest.LogCaptureFixture, logged: Any
 ) -> None:

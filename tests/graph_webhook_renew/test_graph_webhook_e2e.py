@@ -746,3 +746,77 @@ def test_lifecycle_event_reaches_the_reconciler_through_pubsub(graph, function_s
         json.loads(line) for line in reconciler.log_text().splitlines() if '"run_summary"' in line
     )
     assert summary["created"] == 1 and summary["reason"] == "subscriptionRemoved"
+
+
+def _summaries(server: Any, count: int, give_up: float) -> list[dict[str, Any]]:
+    """The first ``count`` run_summary lines of ``server``, waiting for them."""
+    while True:
+        found = [
+            json.loads(line)
+            for line in server.log_text().splitlines()
+            if '"run_summary"' in line and line.startswith("{")
+        ]
+        if len(found) >= count:
+            return found[:count]
+        assert time.monotonic() < give_up, server.log_text()
+        time.sleep(0.2)
+
+
+def test_forced_renewal_through_pubsub(graph, function_server) -> None:
+    """The seed's ``python renew_webhook.py``: ``{"force": true}`` on the trigger topic renews
+    every configured subscription now (and creates a missing one); with ``subscriptions`` only
+    those. A forced message naming a resource that is not configured is acknowledged, unused."""
+    wanted = json.dumps(
+        [
+            {"resource": INBOX, "changeType": "created"},
+            {"resource": EVENTS, "changeType": "created"},
+        ]
+    )
+    reconciler = function_server(
+        "graph_webhook_renew",
+        "graph_webhook_renew",
+        signature_type="cloudevent",
+        env=graph.env(GRAPH_SUBSCRIPTIONS=wanted),
+    )
+    topic = unique("graph-renew-forced")
+    gcp.create_topic(graph.project, topic)
+    gcp.create_subscription(
+        graph.project,
+        topic,
+        unique("push"),
+        push_url=gcp.push_endpoint(reconciler.url, graph.project, topic),
+    )
+    inbox = ours(graph, INBOX, hours=40)  # not due: a scheduled run would leave it alone
+    first_expiry = inbox.expires_at
+    give_up = time.monotonic() + 90
+
+    def publish(message: dict[str, Any]) -> None:
+        client = gcp.publisher()
+        try:
+            client.publish(
+                gcp.topic_path(graph.project, topic), json.dumps(message).encode()
+            ).result(timeout=10)
+        finally:
+            client.transport.close()
+
+    publish({"force": True})
+    (forced,) = _summaries(reconciler, 1, give_up)
+    assert (forced["result"], forced["reason"]) == ("ok", "forced")
+    assert (forced["renewed"], forced["created"], forced["unchanged"]) == (1, 1, 0)
+    assert graph.fake.count("patch") == 1
+    assert inbox.expires_at - first_expiry > timedelta(hours=20)
+    events = next(s for s in graph.fake.live() if s.resource == EVENTS)
+    with graph.fake.lock:  # 40 hours left: not due, so only the force renews it
+        events.expires_at -= timedelta(hours=30)
+    events_expiry, inbox_expiry = events.expires_at, inbox.expires_at
+
+    # A resource that is not configured: logged, acknowledged, nothing renewed.
+    publish({"force": True, "subscriptions": ["/users/someone-else/events"]})
+    publish({"force": True, "subscriptions": [EVENTS.lower()]})
+    _, only = _summaries(reconciler, 2, give_up)
+    assert (only["renewed"], only["unchanged"], only["created"]) == (1, 1, 0)
+    assert graph.fake.count("patch") == 2 and graph.fake.count("create") == 1
+    assert events.expires_at - events_expiry > timedelta(hours=20)
+    assert inbox.expires_at == inbox_expiry
+    log = reconciler.log_text()
+    assert "not in GRAPH_SUBSCRIPTIONS" in log and "someone-else" not in log

@@ -25,7 +25,7 @@ from alerting import alerts, feeds
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 
-from devtools.fakes.hubspot import V1_TOKEN_ROUTE, HubSpotFake
+from devtools.fakes.hubspot import CURRENT_TOKEN_ROUTE, HubSpotFake
 from shared import clock
 from shared.secrets import SecretStore
 from shared.status import CredentialStatus
@@ -158,7 +158,7 @@ def make_setup(stack: Any) -> tuple[HubSpotSetup, HubSpotFake]:
     env = {
         "GOOGLE_CLOUD_PROJECT": project,
         "STATE_BUCKET": bucket,
-        "HUBSPOT_TOKEN_URL": f"{fake.url}{V1_TOKEN_ROUTE}",
+        "HUBSPOT_TOKEN_URL": f"{fake.url}{CURRENT_TOKEN_ROUTE}",
         # Tests refresh inside a 20-minute margin, so a just-refreshed account (30 minutes)
         # counts as fresh; the default (30) refreshes at every 15-minute run.
         "HUBSPOT_REFRESH_MARGIN_MINUTES": "20",

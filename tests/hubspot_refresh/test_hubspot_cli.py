@@ -4,10 +4,12 @@ in the output."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,3 +106,43 @@ def test_adding_a_token_to_an_existing_account_is_a_new_version(hs: HubSpotSetup
     assert done.returncode == 0, done.stderr
     assert "version 2" in done.stdout
     assert hs.store.read("hubspot-62520-refresh-token").value == second
+
+
+def test_add_account_disabled_says_it_stays_disabled(hs: HubSpotSetup) -> None:
+    token = hs.fake.new_refresh_token(62521)
+    done = cli(hs, "add-account", "62521", "--disabled", stdin=token)
+    assert done.returncode == 0, done.stderr
+    assert "stays disabled" in done.stdout
+    assert "python -m cli hubspot enable 62521" in done.stdout
+    assert "next run refreshes" not in done.stdout
+    assert hs.store.info("hubspot-62521-refresh-token").labels["enabled"] == "false"
+
+    enabled = cli(hs, "add-account", "62522", stdin=hs.fake.new_refresh_token(62522))
+    assert "(enabled); the next run refreshes it" in enabled.stdout
+
+
+def status_json(hs: HubSpotSetup) -> dict[str, Any]:
+    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": hs.project, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_a_never_refreshed_account_has_one_word_in_list_and_status(hs: HubSpotSetup) -> None:
+    hs.add_account("62523")
+    listing = cli(hs, "list")
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[1:]}
+    word = rows["62523"][2]
+    (row,) = [r for r in status_json(hs)["items"] if r["item"] == "account 62523"]
+    assert word == row["state"] == "pending"
+    assert row["attention"] is False

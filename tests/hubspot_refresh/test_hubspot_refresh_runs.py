@@ -437,6 +437,62 @@ def test_v3_endpoint_is_one_setting(hs: HubSpotSetup, monkeypatch) -> None:
     assert hs.fake.calls == [("POST", "token")]
 
 
+def test_the_default_endpoint_path_refreshes_with_no_endpoint_warning(
+    hs: HubSpotSetup, monkeypatch, capsys
+) -> None:
+    """The set-up serves the default's path (/oauth/2026-03/token): body-only form, no WARNING,
+    and each account records the endpoint its attempt used, for `cli status`."""
+    hs.add_account("912")
+    main = load_main(hs, monkeypatch)
+    assert deliver(main, pubsub_cloud_event({})) == 200
+    assert hs.status("912").state == "ok"
+    assert hs.fake.token_paths == {"/oauth/2026-03/token": 1}
+    assert hs.annotations("912")["token-endpoint"] == f"{hs.fake.url}/oauth/2026-03/token"
+    assert log_events(capsys.readouterr().out, "token_endpoint_retiring") == []
+
+
+def test_v1_stays_selectable_with_a_warning_on_each_run(
+    hs: HubSpotSetup, monkeypatch, capsys
+) -> None:
+    hs.add_account("913")
+    hs.add_account("914")
+    hs.fake.revoke(hs.refresh_tokens["914"])
+    v1 = f"{hs.fake.url}/oauth/v1/token"
+    main = load_main(hs, monkeypatch, HUBSPOT_TOKEN_URL=v1)
+    for _ in range(2):  # the second run has nothing to refresh: it warns all the same
+        assert deliver(main, pubsub_cloud_event({})) == 200
+    assert hs.status("913").state == "ok" and hs.status("914").state == "needs-reauth"
+    assert hs.fake.token_paths == {"/oauth/v1/token": 2}
+    # Success and refusal alike record the endpoint.
+    assert hs.annotations("913")["token-endpoint"] == hs.annotations("914")["token-endpoint"] == v1
+    out = capsys.readouterr().out
+    warnings = log_events(out, "token_endpoint_retiring")
+    assert len(warnings) == 2 == len(summaries(out))
+    expected = "ERROR" if clock.now().date() >= datetime(2027, 2, 16).date() else "WARNING"
+    for line in warnings:
+        assert line["severity"] == expected
+        assert (line["endpoint"], line["retires_on"]) == (v1, "2027-02-16")
+        assert line["replacement"] == f"{hs.fake.url}/oauth/2026-03/token"
+        assert "HUBSPOT_TOKEN_URL" in line["message"]
+
+    # A shard's run was announced by its fan-out: no second line per shard.
+    shard = {"shard": "1/1", "accounts": ["913"], "force": True}
+    assert deliver(main, pubsub_cloud_event(shard)) == 200
+    assert log_events(capsys.readouterr().out, "token_endpoint_retiring") == []
+
+
+def test_a_retired_endpoint_is_an_error_line_each_run(
+    hs: HubSpotSetup, monkeypatch, capsys, fixed_clock
+) -> None:
+    fixed_clock.current = datetime(2027, 2, 16, 9, 0, tzinfo=UTC)
+    hs.add_account("915")
+    main = load_main(hs, monkeypatch, HUBSPOT_TOKEN_URL=f"{hs.fake.url}/oauth/v1/token")
+    assert deliver(main, pubsub_cloud_event({}, at=fixed_clock.current)) == 200
+    (line,) = log_events(capsys.readouterr().out, "token_endpoint_retiring")
+    assert line["severity"] == "ERROR"
+    assert line["message"].startswith("HubSpot retired the token endpoint")
+
+
 # --- concurrency --------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tools.function_scan import PLATFORM_VARIABLES, FunctionFolder
+from tools.tf_inventory import account_id, first, resources, short_name
 from tools.tf_inventory import inventory as build_inventory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,11 +68,11 @@ def load_inventory(terraform_dir: Path) -> dict[str, Any]:
             )
             if result.returncode != 0:
                 raise AssertionError(f"gate_apply.py failed: {result.stdout}{result.stderr}")
+            state = json.loads((workspace / "state.json").read_text())
             found = build_inventory(
-                json.loads((workspace / "plan.json").read_text()),
-                json.loads((workspace / "state.json").read_text()),
-                workspace / "functions",
+                json.loads((workspace / "plan.json").read_text()), state, workspace / "functions"
             )
+            found["pubsub"] = pubsub_inventory(state)
         if not real:
             return found
         _REAL_TREE.update(found)
@@ -523,4 +524,137 @@ def all_problems(inventory: dict[str, Any], folders: list[FunctionFolder]) -> li
     for folder in folders:
         for check in (check_deployed, check_environment, check_secrets, check_topics):
             problems += check(inventory, folder)
+    return problems
+
+
+# --------------------------------------------------------------------------- consumers
+
+# The topics the functions publish for other apps (terraform/consumers.tf, var.consumers).
+OUTPUT_TOPICS = frozenset({"graph-notifications", "universign-status-changes", "cegid-files"})
+PUBSUB_AGENT = re.compile(r"^serviceAccount:service-\d+@gcp-sa-pubsub\.iam\.gserviceaccount\.com$")
+DEAD_LETTER_METRIC = "pubsub.googleapis.com/subscription/dead_letter_message_count"
+
+
+def pubsub_inventory(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Subscriptions and the Pub/Sub and service-account IAM members of an applied state, in
+    the shape of tools/tf_inventory.py (short names for topics and subscriptions)."""
+    found: dict[str, list[dict[str, Any]]] = {
+        "subscriptions": [],
+        "topic_iam": [],
+        "subscription_iam": [],
+        "service_account_iam": [],
+    }
+    for _, resource in resources(state["values"]["root_module"]):
+        if resource["mode"] != "managed":
+            continue
+        rtype, v = resource["type"], resource["values"]
+        if rtype == "google_pubsub_subscription":
+            push, dead, retry = (
+                first(v.get("push_config")),
+                first(v.get("dead_letter_policy")),
+                first(v.get("retry_policy")),
+            )
+            oidc = first(push.get("oidc_token"))
+            expiration = v.get("expiration_policy")
+            found["subscriptions"].append(
+                {
+                    "address": resource["address"],
+                    "name": v.get("name"),
+                    "topic": short_name(v.get("topic"), "topics"),
+                    "push_endpoint": push.get("push_endpoint"),
+                    "oidc_service_account": oidc.get("service_account_email"),
+                    "oidc_audience": oidc.get("audience"),
+                    "dead_letter_topic": short_name(dead.get("dead_letter_topic"), "topics"),
+                    "max_delivery_attempts": dead.get("max_delivery_attempts"),
+                    "retry": (retry.get("minimum_backoff"), retry.get("maximum_backoff")),
+                    # None: no block, so Pub/Sub deletes the subscription after 31 idle days.
+                    "ttl": first(expiration).get("ttl") if expiration else None,
+                }
+            )
+        elif rtype == "google_pubsub_topic_iam_member":
+            found["topic_iam"].append(
+                {"topic": short_name(v.get("topic"), "topics"), "role": v.get("role"),
+                 "member": v.get("member")}
+            )  # fmt: skip
+        elif rtype == "google_pubsub_subscription_iam_member":
+            found["subscription_iam"].append(
+                {"subscription": short_name(v.get("subscription"), "subscriptions"),
+                 "role": v.get("role"), "member": v.get("member")}
+            )  # fmt: skip
+        elif rtype == "google_service_account_iam_member":
+            found["service_account_iam"].append(
+                {"service_account": account_id(str(v.get("service_account_id")).split("/")[-1]),
+                 "role": v.get("role"), "member": v.get("member")}
+            )  # fmt: skip
+    return found
+
+
+def _agent_has(bindings: list[dict[str, Any]], key: str, name: str, role: str) -> bool:
+    return any(
+        b[key] == name and b["role"] == role and PUBSUB_AGENT.match(str(b["member"]))
+        for b in bindings
+    )
+
+
+def check_consumers(inventory: dict[str, Any]) -> list[str]:
+    """Every subscription reads a topic that exists. Every consumer of an output topic has a
+    retry policy, never expires, and dead-letters to a topic that exists and that a
+    subscription keeps; the Pub/Sub service agent may publish there and acknowledge on the
+    consumer's subscription (else dead-lettering silently does not happen); a push consumer
+    posts to HTTPS with an OIDC token, whose identity, when created here, the agent may sign
+    for; an alert watches its dead-lettered messages."""
+    problems: list[str] = []
+    pubsub = inventory["pubsub"]
+    topics = topic_names(inventory)
+    accounts = {a["account_id"] for a in inventory["service_accounts"]}
+    read_topics = {s["topic"] for s in pubsub["subscriptions"]}
+    watched = " ".join(
+        str(c.get("filter"))
+        for policy in inventory["alert_policies"]
+        for c in policy["conditions"]
+        if DEAD_LETTER_METRIC in str(c.get("filter"))
+    )
+    for sub in pubsub["subscriptions"]:
+        where = f"{sub['address']} ({sub['name']})"
+        if sub["topic"] not in topics:
+            problems.append(f"{where}: topic {sub['topic']!r} is not a topic")
+        if sub["topic"] not in OUTPUT_TOPICS:
+            continue
+        if None in sub["retry"]:
+            problems.append(f"{where}: no retry policy")
+        if sub["ttl"] != "":
+            problems.append(f"{where}: expires after 31 idle days (expiration_policy ttl unset)")
+        dead = sub["dead_letter_topic"]
+        if not dead or not sub["max_delivery_attempts"]:
+            problems.append(f"{where}: no dead-letter policy")
+        else:
+            if dead not in topics:
+                problems.append(f"{where}: dead-letter topic {dead!r} is not a topic")
+            if dead not in read_topics:
+                problems.append(f"{where}: no subscription keeps the dead letters of {dead!r}")
+            if not _agent_has(pubsub["topic_iam"], "topic", dead, "roles/pubsub.publisher"):
+                problems.append(f"{where}: the Pub/Sub service agent cannot publish to {dead!r}")
+        if not _agent_has(
+            pubsub["subscription_iam"], "subscription", sub["name"], "roles/pubsub.subscriber"
+        ):
+            problems.append(f"{where}: the Pub/Sub service agent cannot acknowledge on it")
+        if sub["push_endpoint"] is not None:
+            if not str(sub["push_endpoint"]).startswith("https://"):
+                problems.append(f"{where}: pushes to {sub['push_endpoint']!r}, not HTTPS")
+            identity = account_id(sub["oidc_service_account"])
+            if not sub["oidc_service_account"] or not sub["oidc_audience"]:
+                problems.append(f"{where}: pushes without an OIDC token and audience")
+            elif (
+                identity is not None
+                and identity in accounts
+                and not _agent_has(
+                    pubsub["service_account_iam"],
+                    "service_account",
+                    identity,
+                    "roles/iam.serviceAccountTokenCreator",
+                )
+            ):
+                problems.append(f"{where}: the Pub/Sub service agent cannot sign as {identity}")
+        if f'"{sub["name"]}"' not in watched:
+            problems.append(f"{where}: no alert watches its dead-lettered messages")
     return problems

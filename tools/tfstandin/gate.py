@@ -65,9 +65,27 @@ class Scenario:
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
 
 
+# Consumers of the output topics (terraform/consumers.tf), one of each kind: push with the
+# identity created there, push with the consumer's own identity and audience, pull.
+CONSUMERS = (
+    "consumers={"
+    '"graph-notifications" = [{ name = "nova-graph", '
+    'push_endpoint = "https://nova.example.com/graph" }], '
+    '"cegid-files" = [{ name = "odoo-cegid", push_endpoint = "https://odoo.example.com/cegid", '
+    'oidc_audience = "odoo-cegid", '
+    'oidc_service_account_email = "odoo@other.iam.gserviceaccount.com", '
+    'max_delivery_attempts = 5, minimum_backoff = "30s" }], '
+    '"universign-status-changes" = [{ name = "sage-universign" }]'
+    "}"
+)
+
 SCENARIOS = (
     Scenario("all integrations"),
     Scenario("bitrix24 only", ("-var", 'integrations=["bitrix24"]')),
+    Scenario(
+        "consumers",
+        ("-var", 'integrations=["graph", "cegid", "universign"]', "-var", CONSUMERS),
+    ),
 )
 
 

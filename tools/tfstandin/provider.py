@@ -36,6 +36,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "id": "projects/{project}/serviceAccounts/{email}",
     },
     "google_pubsub_topic": {"id": "projects/{project}/topics/{name}"},
+    "google_pubsub_subscription": {"id": "projects/{project}/subscriptions/{name}"},
     "google_secret_manager_secret": {
         "id": "projects/{project}/secrets/{secret_id}",
         "name": "projects/{project}/secrets/{secret_id}",
