@@ -163,8 +163,8 @@ resource "google_monitoring_alert_policy" "consumer_dead_letters" {
       Consumer $${resource.label.subscription_id} did not acknowledge some messages after its
       max_delivery_attempts: they were moved to the subscription
       `$${resource.label.subscription_id}-dead-letter`, where they are kept, not lost. Fix the
-      consumer (its logs; for a push consumer, the HTTP status it answers), then replay them:
-      docs/operations.md, section "Consumers" (${local.runbook_prefix}docs/operations.md).
+      consumer (its logs; for a push consumer, the HTTP status it answers), then replay them.
+      Runbook: ${local.runbook_prefix}docs/runbooks/consumer-dead-letters.md
     EOT
   }
 

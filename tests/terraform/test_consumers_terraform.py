@@ -105,7 +105,8 @@ def test_every_consumer_agrees_with_what_pubsub_needs(consumers) -> None:
     ]
     (condition,) = policy["conditions"]
     assert condition["group_by"] == ["resource.label.subscription_id"]
-    assert "docs/operations.md" in policy["documentation"]
+    (runbook,) = re.findall(r"docs/runbooks/[\w.-]+\.md", policy["documentation"])
+    assert (REPO_ROOT / runbook).is_file(), runbook
     assert "consumers" in consumers["outputs"]
 
 
