@@ -6,6 +6,7 @@
 #   make plan-gate  terraform init/validate/plan/apply/re-plan against local stand-in providers
 #   make demo    the main job end to end on the local emulators (INTEGRATION=hubspot: one only)
 #   make stack   the emulators in the foreground (exports in .stack/env)
+#   make mutation  mutation testing of the safety-critical modules (slow: not part of make test)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -15,7 +16,7 @@ PYTHON ?= python3
 FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
 TOOLS := .tools/checkov .tools/tfgate
 
-.PHONY: .venv .venvs node_modules $(TOOLS) tools lint typecheck terraform-check plan-gate pytest test demo stack
+.PHONY: .venv .venvs node_modules $(TOOLS) tools lint typecheck terraform-check plan-gate pytest test demo stack mutation
 .DELETE_ON_ERROR:
 
 define check_python
@@ -107,3 +108,14 @@ demo: .venv .venvs node_modules
 
 stack: .venv node_modules
 	.venv/bin/python -m devtools.stack up --env-file .stack/env
+
+# ---------------------------------------------------------------------------- mutation testing
+
+# mutmut over the modules and tests pyproject's [tool.mutmut] names, each mutant against the
+# tests that reach it; then the per-module table in benchmarks/report/mutation-latest.md/.json.
+# mutants/ is mutmut's work copy: removed first, so every run starts from the current code.
+MUTATION_CHILDREN ?= 2
+mutation: .venv
+	rm -rf mutants
+	.venv/bin/mutmut run --max-children $(MUTATION_CHILDREN) >mutants.log 2>&1 || { tail -40 mutants.log; exit 1; }
+	.venv/bin/python -m tools.mutation_report

@@ -10,6 +10,10 @@ the report as failed, with the tail of its error output; the runner carries on.
 Writes ``benchmarks/report/latest.md`` and ``benchmarks/report/latest.json``: each figure with
 its baseline (measured in the same run), ratio, target and verdict, plus the machine it ran on.
 Exit status 0 when every module ran (targets not met are reported, not fatal), 1 otherwise.
+
+With ``--only``, the modules not run keep their rows from the report already there, each marked
+with the date and commit of the run that measured it, so one module can be re-measured without
+re-running the others; a module's baselines always come from its own run.
 """
 
 from __future__ import annotations
@@ -230,7 +234,11 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Modules", ""]
     for module in report["modules"]:
-        lines.append(f"- `{module['module']}`: {module['status']} in {module['seconds']} s")
+        line = f"- `{module['module']}`: {module['status']} in {module['seconds']} s"
+        if module.get("carried_from"):
+            was = module["carried_from"]
+            line += f" (carried over: measured {was['date']}, commit {was['commit'] or 'unknown'})"
+        lines.append(line)
         if module["status"] == "failed" and module.get("stderr_tail"):
             lines += ["", "  ```", *[f"  {x}" for x in module["stderr_tail"].splitlines()], "  ```"]
     return "\n".join(lines) + "\n"
@@ -255,13 +263,39 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def carry_over(previous: Path, fresh: list[dict[str, Any]], *, quick: bool) -> list[dict[str, Any]]:
+    """The modules just run, plus every other module of the previous report (same --quick
+    mode only), marked with when and at which commit they were measured; in module order."""
+    try:
+        old = json.loads(previous.read_text("utf-8"))
+    except (OSError, ValueError):
+        return fresh
+    if not isinstance(old, dict) or old.get("quick") != quick:
+        return fresh
+    ran = {m["module"] for m in fresh}
+    kept = []
+    for module in old.get("modules", []):
+        if not isinstance(module, dict) or module.get("module") in ran:
+            continue
+        if "carried_from" not in module:
+            was = old.get("machine", {})
+            module = {
+                **module,
+                "carried_from": {"date": was.get("date"), "commit": was.get("commit")},
+            }
+        kept.append(module)
+    return sorted([*fresh, *kept], key=lambda m: str(m["module"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, shorter loads")
     parser.add_argument("--only", help="comma-separated module names (default: all)")
-    parser.add_argument("--timeout", type=float, help="seconds per module (default 900, quick 450)")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds per module (default 1800, quick 450)"
+    )
     parser.add_argument("--out", default=str(REPORT_DIR), help="report directory")
     args = parser.parse_args(argv)
     names = discover()
@@ -271,15 +305,17 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown benchmark module(s) {unknown}; found {names}")
         names = [n for n in names if n in wanted]
-    timeout = args.timeout or (450.0 if args.quick else 900.0)
+    timeout = args.timeout or (450.0 if args.quick else 1800.0)
     modules = []
     for name in names:
         print(f"benchmarks: running {name} ...", file=sys.stderr, flush=True)
         result = run_module(name, args.quick, timeout)
         print(f"benchmarks: {name} {result['status']} in {result['seconds']} s", file=sys.stderr)
         modules.append(result)
-    report = {"machine": machine(), "quick": args.quick, "modules": modules}
     out = Path(args.out)
+    if args.only:
+        modules = carry_over(out / "latest.json", modules, quick=args.quick)
+    report = {"machine": machine(), "quick": args.quick, "modules": modules}
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "latest.md").write_text(markdown(report))

@@ -1,13 +1,27 @@
-"""universign_webhook: signed-webhook throughput and latency, and a poll over 1,000 transactions.
+"""universign_webhook: the webhook's 202 path at 100 requests/s against a hello-world, the time
+from a webhook to its status-change event, and a poll over 1,000 transactions.
 
     python -m benchmarks.universign_webhook [--quick]
 
-The webhook and a hello-world function (benchmarks/hello/main.py) are served by
-functions-framework as subprocesses on loopback, in the same run, under the same closed-loop
-load (``CONCURRENCY`` clients, each sending as soon as its previous answer came back). The key
-set is fetched once during warm-up, so the figures are with the JWKS cached. Every delivery is
-a distinct signed event (no dedupe short-cut): verify, claim the event, GET the transaction from
-the Universign fake, update its document on fake-gcs-server, mark the event done.
+The webhook, the worker (universign_sync) and a hello-world function (benchmarks/hello/main.py)
+are served by functions-framework as subprocesses on loopback, in the same run. The key set is
+fetched once during warm-up, so the figures are with the JWKS cached.
+
+- Webhook p50 / p99 at 100 requests/s, open loop (as benchmarks/graph_webhook_renew does):
+  latency runs from each request's scheduled send time, so a stalled server cannot hide its
+  queue. Every request is a distinct signed event: verify, decode, publish to the work topic
+  on the Pub/Sub emulator, 202. The hello-world takes the same load before and after it; its
+  p99 is the baseline and the target is ``<= 2x``. Errors (anything but 202, or no answer) must
+  be 0. The worker is paused meanwhile (its push subscription turned into a pull one), so the
+  machine's two cores serve the webhook as they serve the hello-world; it then drains what was
+  queued, and the time it took is reported (informative).
+- Webhook -> status-change event, p50 / p99: events about new transactions sent at 10/s, each
+  timed from its send to its status change read from ``universign-status-changes``. The worker
+  is fed as it ships: a push subscription to the served worker (Eventarc delivers by push).
+  Baseline: the same sync without webhook or queue (the work message posted straight to the
+  worker, as the webhook used to sync inline), so the ratio is what queueing costs; target
+  < 10 s (the poll, the other way a status change arrives, takes up to 5 minutes).
+- A bad signature's 401 at the same rate, against the same baseline.
 
 The poll figures run the function module in-process against the same emulators, with 1,000
 (``--quick``: 200) transactions tracked:
@@ -19,7 +33,9 @@ The poll figures run the function module in-process against the same emulators, 
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib.util
+import json
 import logging
 import os
 import statistics
@@ -30,11 +46,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import requests
+from google.api_core import exceptions as gexc
 
 from devtools import gcp
 from devtools import stack as devstack
@@ -43,45 +61,11 @@ from shared.secrets import SecretStore
 
 REPO = Path(__file__).resolve().parent.parent
 FOLDER = REPO / "functions" / "universign_webhook"
-CONCURRENCY = 8
 
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _load(
-    bodies: list[tuple[bytes, dict[str, str]]], url: str
-) -> tuple[float, list[float], dict[int, int]]:
-    """Send every body with CONCURRENCY clients, each with its own keep-alive connection;
-    (requests per second, latencies in ms, answers by status; -1 counts connections the
-    server reset, which are retried once on a fresh connection)."""
-    latencies: list[float] = []
-    codes: dict[int, int] = {}
-    local = threading.local()
-
-    def send(index: int) -> None:
-        body, headers = bodies[index]
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        start = time.perf_counter()
-        try:
-            answer = local.session.post(url, data=body, headers=headers, timeout=30)
-        except requests.ConnectionError:
-            # gunicorn drops idle keep-alive connections after 2 s; a loaded machine can
-            # leave one idle that long. Count it and retry once, timed from the first try.
-            codes[-1] = codes.get(-1, 0) + 1
-            local.session = requests.Session()
-            answer = local.session.post(url, data=body, headers=headers, timeout=30)
-        latencies.append((time.perf_counter() - start) * 1000)
-        codes[answer.status_code] = codes.get(answer.status_code, 0) + 1
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        list(pool.map(send, range(len(bodies))))
-    elapsed = time.perf_counter() - started
-    return len(bodies) / elapsed, latencies, codes
 
 
 def _row(
@@ -109,7 +93,10 @@ def _setup(project: str, fake: UniversignFake) -> dict[str, str]:
     store.add_version(secret, fake.api_key)
     topic = f"bench-universign-status-{suffix}"
     gcp.create_topic(project, topic)
+    sync_topic = f"bench-universign-sync-{suffix}"
+    gcp.create_topic(project, sync_topic)
     return {
+        "UNIVERSIGN_SYNC_TOPIC": sync_topic,
         "STATE_BUCKET": state,
         "ARCHIVE_BUCKET": archive,
         "UNIVERSIGN_API_URL": fake.url,
@@ -118,57 +105,310 @@ def _setup(project: str, fake: UniversignFake) -> dict[str, str]:
     }
 
 
+RATE = 100.0
+E2E_RATE = 10.0
+
+
+def _open_loop(
+    url: str, requests_: list[tuple[bytes, dict[str, str]]], expect: int
+) -> tuple[list[float], int]:
+    """Send ``requests_`` at RATE per second, open loop; latencies in ms from each request's
+    scheduled send time, and the count of answers other than ``expect`` (or none at all)."""
+    local = threading.local()
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def send(index: int, scheduled: float) -> None:
+        nonlocal errors
+        body, headers = requests_[index]
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        try:
+            ok = session.post(url, data=body, headers=headers, timeout=10).status_code == expect
+        except requests.RequestException:
+            ok = False
+        elapsed = (time.perf_counter() - scheduled) * 1000
+        with lock:
+            if ok:
+                latencies.append(elapsed)
+            else:
+                errors += 1
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        start = time.perf_counter() + 0.05
+        for i in range(len(requests_)):
+            scheduled = start + i / RATE
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(send, i, scheduled)
+    return latencies, errors
+
+
+def _signed(
+    fake: UniversignFake, transactions: list[str], n: int
+) -> list[tuple[bytes, dict[str, str]]]:
+    out = []
+    for i in range(n):
+        body = fake.encode(fake.event(transactions[i % len(transactions)]))
+        out.append(
+            (body, {"Content-Type": "application/json", "X-JWS-Signature": fake.key.sign(body)})
+        )
+    return out
+
+
+def _set_push(project: str, subscription: str, endpoint: str | None) -> None:
+    """Point the worker's subscription at ``endpoint``, or (None) make it a pull subscription
+    that keeps what arrives until pushing resumes."""
+    subscriber = gcp.subscriber()
+    try:
+        subscriber.modify_push_config(
+            request={
+                "subscription": gcp.subscription_path(project, subscription),
+                "push_config": {"push_endpoint": endpoint} if endpoint else {},
+            }
+        )
+    finally:
+        subscriber.close()
+
+
+def _status_changes(
+    project: str, subscription: str, want: set[str], timeout: float
+) -> dict[str, float]:
+    """perf_counter time each transaction in ``want`` was first seen on the status topic."""
+    seen: dict[str, float] = {}
+    subscriber = gcp.subscriber()
+    path = gcp.subscription_path(project, subscription)
+    deadline = time.perf_counter() + timeout
+    try:
+        while want - set(seen) and time.perf_counter() < deadline:
+            try:
+                response = subscriber.pull(
+                    request={"subscription": path, "max_messages": 100}, timeout=5
+                )
+            except (gexc.DeadlineExceeded, gexc.RetryError):  # nothing yet
+                continue
+            now = time.perf_counter()
+            if response.received_messages:
+                subscriber.acknowledge(
+                    request={
+                        "subscription": path,
+                        "ack_ids": [m.ack_id for m in response.received_messages],
+                    }
+                )
+            for m in response.received_messages:
+                tx = str(m.message.attributes.get("transaction_id", ""))
+                seen.setdefault(tx, now)
+    finally:
+        subscriber.close()
+    return seen
+
+
+def _watch(project: str, subscription: str, want: set[str]) -> Callable[[], dict[str, float]]:
+    """Start reading status changes now, in a thread; the function returned waits for it and
+    gives what ``_status_changes`` found."""
+    found: dict[str, float] = {}
+    thread = threading.Thread(
+        target=lambda: found.update(_status_changes(project, subscription, want, 120)),
+        daemon=True,
+    )
+    thread.start()
+
+    def wait() -> dict[str, float]:
+        thread.join(130)
+        return found
+
+    return wait
+
+
 def _webhook_rows(
-    fake: UniversignFake, env: dict[str, str], log_dir: Path, n: int
+    fake: UniversignFake, env: dict[str, str], log_dir: Path, seconds: float, e2e_events: int
 ) -> list[dict[str, object]]:
+    project = env["GOOGLE_CLOUD_PROJECT"]
     webhook = devstack.start_function(
         "universign_webhook", "universign_webhook", env=env, log_dir=log_dir, timeout=60
+    )
+    worker = devstack.start_function(
+        "universign_webhook",
+        "universign_sync",
+        signature_type="cloudevent",
+        env=env,
+        log_dir=log_dir,
+        timeout=60,
     )
     hello = devstack.start_function(
         "hello", "hello", env=env, log_dir=log_dir, source=Path("benchmarks/hello/main.py")
     )
+    suffix = uuid.uuid4().hex[:8]
+    push_sub, status_sub = f"bench-sync-push-{suffix}", f"bench-status-{suffix}"
+    push = gcp.push_endpoint(worker.url, project, env["UNIVERSIGN_SYNC_TOPIC"])
+    gcp.create_subscription(
+        project, env["UNIVERSIGN_SYNC_TOPIC"], push_sub, push_url=push, ack_deadline_seconds=60
+    )
+    gcp.create_subscription(project, env["UNIVERSIGN_STATUS_TOPIC"], status_sub)
     try:
-        transactions = [fake.create_transaction(state="started").id for _ in range(20)]
-        warm = fake.deliver(webhook.url, fake.event(transactions[0]))
-        if warm.status_code != 200:
+        # Warm-up: the key set, the Pub/Sub channel, the worker's clients.
+        warm_tx = fake.create_transaction(state="started").id
+        warm = fake.deliver(webhook.url, fake.event(warm_tx))
+        if warm.status_code != 202:
             raise RuntimeError(f"warm-up delivery answered {warm.status_code}: {warm.text}")
-        signed: list[tuple[bytes, dict[str, str]]] = []
-        forged: list[tuple[bytes, dict[str, str]]] = []
-        for i in range(n):
-            body = fake.encode(fake.event(transactions[i % len(transactions)]))
-            headers = {"Content-Type": "application/json", "X-JWS-Signature": fake.key.sign(body)}
-            signed.append((body, headers))
-            forged.append((body + b" ", headers))
-        _load(signed[:50], hello.url)  # warm both servers' connections and threads alike
-        _load(forged[:50], webhook.url)
-        # Hello runs before and after the webhook runs and counts as their mean, so a machine
-        # whose load drifts during the run does not favour either side.
-        hello_rps_1, hello_ms_1, _ = _load(signed, hello.url)
-        rps, ms, codes = _load(signed, webhook.url)
-        reject_rps, reject_ms, reject_codes = _load(forged, webhook.url)
-        hello_rps_2, hello_ms_2, _ = _load(signed, hello.url)
-        hello_rps = (hello_rps_1 + hello_rps_2) / 2
+        if not _status_changes(project, status_sub, {warm_tx}, 60):
+            raise RuntimeError("the warm-up event never reached universign-status-changes")
+
+        # 1. Webhook -> status change, the worker fed by push, at E2E_RATE events/s.
+        fresh = [fake.create_transaction(state="started").id for _ in range(e2e_events)]
+        events = _signed(fake, fresh, e2e_events)
+        sent: dict[str, float] = {}
+        e2e_errors = 0
+        session = requests.Session()
+        # Read while sending: an event's arrival is timed when it arrives, not after the last.
+        watching = _watch(project, status_sub, set(fresh))
+        start = time.perf_counter()
+        for i, (tx, (body, headers)) in enumerate(zip(fresh, events, strict=True)):
+            delay = start + i / E2E_RATE - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent[tx] = time.perf_counter()
+            if session.post(webhook.url, data=body, headers=headers, timeout=10).status_code != 202:
+                e2e_errors += 1
+        seen = watching()
+        e2e_ms = [(seen[tx] - sent[tx]) * 1000 for tx in fresh if tx in seen]
+        e2e_lost = e2e_events - len(e2e_ms) + e2e_errors
+
+        # Its baseline: the same sync with no webhook and no queue in front of it, the work
+        # message posted straight to the worker as Pub/Sub's push would (what the webhook used
+        # to do inline before answering), timed to the same status-change event.
+        direct = [fake.create_transaction(state="started").id for _ in range(e2e_events)]
+        direct_sent: dict[str, float] = {}
+        watching = _watch(project, status_sub, set(direct))
+        start = time.perf_counter()
+        for i, tx in enumerate(direct):
+            delay = start + i / E2E_RATE - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            direct_sent[tx] = time.perf_counter()
+            session.post(push, json=_push_body(tx, i), timeout=30)
+        direct_seen = watching()
+        direct_ms = [
+            (direct_seen[tx] - direct_sent[tx]) * 1000 for tx in direct if tx in direct_seen
+        ]
+
+        # 2. The 202 path at RATE, open loop, the worker paused; the hello-world around it.
+        n = int(seconds * RATE)
+        pool_of = [fake.create_transaction(state="started").id for _ in range(20)]
+        signed = _signed(fake, pool_of, n)
+        forged = [(body + b" ", headers) for body, headers in signed]
+        _set_push(project, push_sub, None)
+        _open_loop(hello.url, signed[:100], 202)  # warm both servers' threads alike
+        _open_loop(webhook.url, forged[:100], 401)
+        hello_ms_1, hello_err_1 = _open_loop(hello.url, signed, 202)
+        ms, errors = _open_loop(webhook.url, signed, 202)
+        reject_ms, reject_errors = _open_loop(webhook.url, forged, 401)
+        hello_ms_2, hello_err_2 = _open_loop(hello.url, signed, 202)
         hello_ms = hello_ms_1 + hello_ms_2
-        resets = codes.pop(-1, 0) + reject_codes.pop(-1, 0)
-        if set(codes) != {200} or set(reject_codes) != {401}:
-            raise RuntimeError(f"unexpected answers: {codes} / {reject_codes}")
+
+        # 3. The worker resumes and drains what was queued meanwhile.
+        queued = len(signed) - errors
+        before = _worker_lines(worker)
+        drain_started = time.perf_counter()
+        _set_push(project, push_sub, push)
+        while _worker_lines(worker) - before < queued and time.perf_counter() - drain_started < 600:
+            time.sleep(0.5)
+        drain_seconds = time.perf_counter() - drain_started
+        drained = _worker_lines(worker) - before
     finally:
         webhook.stop()
+        worker.stop()
         hello.stop()
+    hello_p99 = _percentile(hello_ms, 0.99)
     return [
-        _row("webhook throughput (signed, full sync)", rps, hello_rps, "req/s", "informative"),
-        _row("webhook p50", statistics.median(ms), statistics.median(hello_ms), "ms", "-"),
-        _row("webhook p99", _percentile(ms, 0.99), _percentile(hello_ms, 0.99), "ms", "< 1000 ms"),
-        _row("bad signature -> 401 throughput", reject_rps, hello_rps, "req/s", "informative"),
         _row(
-            "bad signature -> 401 p99",
-            _percentile(reject_ms, 0.99),
-            _percentile(hello_ms, 0.99),
+            f"webhook 202 p50 at {RATE:.0f} req/s (open loop)",
+            statistics.median(ms) if ms else float("nan"),
+            statistics.median(hello_ms),
+            "ms",
+            "informative",
+        ),
+        _row(
+            f"webhook 202 p99 at {RATE:.0f} req/s (open loop)",
+            _percentile(ms, 0.99) if ms else float("nan"),
+            hello_p99,
+            "ms",
+            "<= 2x",
+        ),
+        _row(
+            f"webhook errors at {RATE:.0f} req/s (of {n})",
+            errors,
+            hello_err_1 + hello_err_2,
+            "errors",
+            "== 0 errors",
+        ),
+        _row(
+            f"webhook -> status-change event p50 ({E2E_RATE:.0f} events/s, push)",
+            statistics.median(e2e_ms) if e2e_ms else float("nan"),
+            statistics.median(direct_ms) if direct_ms else None,
+            "ms",
+            "< 10000 ms",
+        ),
+        _row(
+            f"webhook -> status-change event p99 ({E2E_RATE:.0f} events/s, push)",
+            _percentile(e2e_ms, 0.99) if e2e_ms else float("nan"),
+            _percentile(direct_ms, 0.99) if direct_ms else None,
+            "ms",
+            "< 10000 ms",
+        ),
+        _row(
+            f"events without a status change (of {e2e_events})",
+            e2e_lost,
+            None,
+            "events",
+            "== 0 events",
+        ),
+        _row(
+            f"bad signature -> 401 p99 at {RATE:.0f} req/s",
+            _percentile(reject_ms, 0.99) if reject_ms else float("nan"),
+            hello_p99,
             "ms",
             "< 100 ms",
         ),
-        _row("connections reset by the server (retried)", resets, None, "resets", "== 0 resets"),
+        _row("bad signature errors", reject_errors, None, "errors", "== 0 errors"),
+        _row(
+            f"worker drain of {queued} queued events (push)",
+            drain_seconds,
+            None,
+            "s",
+            f"informative ({drained} handled, {drained / drain_seconds:.1f}/s)",
+        ),
     ]
+
+
+def _push_body(transaction_id: str, index: int) -> dict[str, Any]:
+    """A work message as Pub/Sub pushes it (functions-framework turns it into the CloudEvent
+    Eventarc would deliver)."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data = {
+        "event_id": f"evt_bench_direct_{uuid.uuid4().hex[:12]}",
+        "event_type": "transaction.lifecycle.started",
+        "transaction_id": transaction_id,
+        "refusal": None,
+        "received_at": now,
+    }
+    return {
+        "message": {
+            "data": base64.b64encode(json.dumps(data).encode()).decode(),
+            "messageId": f"bench-direct-{index}",
+            "publishTime": now,
+        },
+        "subscription": "projects/bench/subscriptions/direct",
+    }
+
+
+def _worker_lines(worker: Any) -> int:
+    """How many work messages the worker has handled (its sync_message lines)."""
+    text: str = worker.log_text()
+    return text.count('"event": "sync_message"')
 
 
 def _module(env: dict[str, str]) -> ModuleType:
@@ -253,7 +493,8 @@ def _poll_rows(fake: UniversignFake, env: dict[str, str], tracked: int) -> list[
 
 
 def run(quick: bool) -> list[dict[str, object]]:
-    n = 200 if quick else 1000
+    seconds = 5.0 if quick else 20.0
+    e2e_events = 20 if quick else 100
     tracked = 200 if quick else 1000
     log_dir = Path(tempfile.mkdtemp(prefix="bench-universign-"))
     saved = dict(os.environ)
@@ -264,7 +505,7 @@ def run(quick: bool) -> list[dict[str, object]]:
         fake.start()
         try:
             env = {**stack.env(), **_setup(stack.project, fake)}
-            rows = _webhook_rows(fake, env, log_dir, n)
+            rows = _webhook_rows(fake, env, log_dir, seconds, e2e_events)
             rows += _poll_rows(fake, env, tracked)
         finally:
             fake.stop()

@@ -175,7 +175,10 @@ class LeaseLock:
         if holder is None:
             return self._write(if_generation_match=0)
         generation, record = holder
-        expires = clock.parse_time(record.get("expires_at"))
+        # A record no holder wrote (corrupt, another shape) has no lease to wait for: taken over,
+        # like an expired one, rather than blocking the credential or raising on every run.
+        stamp = record.get("expires_at")
+        expires = clock.parse_time(stamp) if isinstance(stamp, str) else None
         if expires is not None and expires > clock.now():
             return False
         log.warning(

@@ -190,15 +190,19 @@ class SecretStore:
         changes: Mapping[str, str | None],
         *,
         etag: str | None = None,
+        current: SecretInfo | None = None,
     ) -> SecretInfo:
         """Merge ``changes`` into the annotations (None removes a key).
 
         The write carries the etag of the state it merged into, so a concurrent writer's
         change is never overwritten. With ``etag`` given, a conflict raises (``Aborted`` or
         ``FailedPrecondition``); without it, the merge is re-read and retried a few times.
+        ``current``, the secret as the caller just read it, saves the first read: its etag
+        guards the write like a read's would, and a conflict re-reads as above.
         """
+        known = current
         for _ in range(5):
-            current = self.info(secret_id)
+            current, known = known or self.info(secret_id), None
             merged = dict(current.annotations)
             for key, value in changes.items():
                 if value is None:

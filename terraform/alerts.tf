@@ -330,6 +330,53 @@ resource "google_monitoring_alert_policy" "metric_above" {
   depends_on = [time_sleep.log_metrics_visible]
 }
 
+# universign_sync gave up on a queued webhook event: Pub/Sub moved it to the dead-letter
+# topic, whose subscription keeps it to replay. Read from Pub/Sub's own count of the messages
+# universign-sync-push dead-lettered (as consumers.tf does): it fires whatever the worker logged,
+# at the moment a message is given up on, and even if the dead-letter subscription were gone.
+resource "google_monitoring_alert_policy" "universign_sync_dead_letters" {
+  count                 = local.deploy.universign ? 1 : 0
+  display_name          = "Universign: queued webhook events dead-lettered"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = local.alert_channels
+
+  conditions {
+    display_name = "universign-sync-push dead-lettered messages"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/dead_letter_message_count\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.universign_sync_push[0].name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      universign_sync could not process some webhook events after
+      ${var.universign_sync_max_delivery_attempts} deliveries (a refused API key, Universign or
+      Cloud Storage down for hours): they are kept in the subscription
+      `universign-sync-dead-letter`, not lost. Fix the cause (the worker's `sync_message` and
+      `needs_reauth` lines), then replay them.
+      Runbook: ${local.runbook_prefix}docs/runbooks/universign-sync-dead-letters.md
+    EOT
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
 # Alerts that were separate resources before keep their policy rather than being recreated.
 moved {
   from = google_monitoring_alert_policy.graph_expiring

@@ -9,7 +9,7 @@ locals {
     hubspot    = module.hubspot_refresh[*].function_name
     graph      = concat(module.graph_webhook_renew[*].function_name, module.graph_webhook_notify[*].function_name)
     cegid      = concat(module.cegid_transfer[*].function_name, module.cegid_queries[*].function_name)
-    universign = concat(module.universign_poll[*].function_name, module.universign_webhook[*].function_name)
+    universign = concat(module.universign_poll[*].function_name, module.universign_webhook[*].function_name, module.universign_sync[*].function_name)
   }
 
   # A chart's data set is a metric summed (or a percentile of it) per hour, split by group_by.

@@ -3,6 +3,7 @@
 #   event="run_summary"      once per scheduled run: provider, result, counters, duration_seconds,
 #                            secret_reads;
 #   event="webhook_request"  once per webhook request: provider, http_status, result;
+#   event="sync_message"     once per work message universign_sync handles: result, retry;
 #   event="needs_reauth"     when a person must act.
 # Alert policies watch those metrics, one condition per rule across the integrations (each
 # condition is billed monthly), and name their runbooks in docs/runbooks/. docs/operations.md
@@ -80,7 +81,7 @@ locals {
   functions = concat(
     module.b24_token_refresh, module.hubspot_refresh, module.graph_webhook_notify,
     module.graph_webhook_renew, module.cegid_transfer, module.cegid_queries,
-    module.universign_webhook, module.universign_poll,
+    module.universign_webhook, module.universign_poll, module.universign_sync,
   )
   slow_run = join(" OR ", [
     for f in local.functions :
@@ -103,6 +104,7 @@ locals {
     module.b24_token_refresh[*].function_name, module.hubspot_refresh[*].function_name,
     module.graph_webhook_renew[*].function_name, module.cegid_transfer[*].function_name,
     module.cegid_queries[*].function_name, module.universign_poll[*].function_name,
+    module.universign_sync[*].function_name,
   )
 
   user_metric = "metric.type=\"logging.googleapis.com/user"
@@ -427,6 +429,37 @@ resource "google_logging_metric" "universign_status_changes" {
 
 # Webhook events acknowledged without a sync (a type we do not handle, or no transaction id
 # found): each one is a WARNING line naming its type, so none vanishes unnoticed.
+# One per work message the worker handled, redeliveries included: a growing retry=true count
+# is a worker failing (the dead-letter alert in alerts.tf says when it gave up).
+resource "google_logging_metric" "universign_sync_messages" {
+  count       = local.deploy.universign ? 1 : 0
+  name        = "keepalive_universign_sync_messages"
+  description = "Universign work messages handled by universign_sync, per result and whether Pub/Sub redelivers them."
+  filter      = "${local.log_resource} AND jsonPayload.event=\"sync_message\" AND jsonPayload.provider=\"universign\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "result"
+      value_type  = "STRING"
+      description = "synced, duplicate, retry_later, in_progress, api_key_refused, bad_message, ..."
+    }
+    labels {
+      key         = "retry"
+      value_type  = "STRING"
+      description = "true when the message was handed back for redelivery."
+    }
+  }
+  label_extractors = {
+    result = "EXTRACT(jsonPayload.result)"
+    retry  = "EXTRACT(jsonPayload.retry)"
+  }
+
+  depends_on = [time_sleep.apis_ready]
+}
+
 resource "google_logging_metric" "universign_events_ignored" {
   count       = local.deploy.universign ? 1 : 0
   name        = "keepalive_universign_events_ignored"

@@ -1,8 +1,12 @@
-# Universign e-signature status, two functions from one folder:
-#   Universign -> universign_webhook (public HTTPS, signed JWS) -> universign-status-changes
+# Universign e-signature status, three functions from one folder:
+#   Universign -> universign_webhook (public HTTPS, signed JWS; answers 202 once queued)
+#     -> universign-sync (work topic) -> universign-sync-push (push subscription, OIDC)
+#        -> universign_sync -> universign-status-changes
+#        (retried with backoff; after universign_sync_max_delivery_attempts: universign-sync-dead-letter)
 #   Cloud Scheduler (every 5 min) -> universign-poll-trigger -> universign_poll -> same topic
-# Both read GET /v1/transactions/{id} with the API key, keep one JSON document per transaction
-# in their own state bucket and archive signed documents to the archive bucket.
+# The worker and the poll read GET /v1/transactions/{id} with the API key, keep one JSON
+# document per transaction in their own state bucket and archive signed documents to the
+# archive bucket.
 # The API key secret is created empty; add its value out of band (deploy.sh asks for it).
 
 locals {
@@ -15,9 +19,11 @@ locals {
   # The webhook may check a URL token; the poll never needs it.
   universign_webhook_secrets = keys(local.universign_secrets)
   universign_poll_secrets    = local.deploy.universign ? ["api_key"] : []
+  universign_sync_secrets    = local.deploy.universign ? ["api_key"] : []
   universign_identities = !local.deploy.universign ? {} : {
     webhook = google_service_account.universign_webhook[0].email
     poll    = google_service_account.universign_poll[0].email
+    sync    = google_service_account.universign_sync[0].email
   }
   universign_environment = !local.deploy.universign ? {} : {
     GOOGLE_CLOUD_PROJECT             = var.project_id
@@ -26,6 +32,7 @@ locals {
     UNIVERSIGN_API_URL               = var.universign_api_url
     UNIVERSIGN_API_KEY_SECRET        = google_secret_manager_secret.universign["api_key"].secret_id
     UNIVERSIGN_STATUS_TOPIC          = google_pubsub_topic.universign_status_changes[0].name
+    UNIVERSIGN_SYNC_TOPIC            = google_pubsub_topic.universign_sync[0].name
     UNIVERSIGN_FINAL_RECHECK_MINUTES = tostring(var.universign_final_recheck_minutes)
     UNIVERSIGN_REFUSAL_STATES        = var.universign_refusal_states
     # Empty: status-change events carry no external_status.
@@ -141,6 +148,106 @@ resource "google_pubsub_topic" "universign_status_changes" {
   depends_on                 = [time_sleep.apis_ready]
 }
 
+# The webhook's verified events, waiting for universign_sync. Kept as long as Pub/Sub allows
+# a subscription to keep them, so a worker that fails for days (a refused API key) loses
+# nothing: redelivered with backoff, then moved to the dead-letter topic below.
+resource "google_pubsub_topic" "universign_sync" {
+  count = local.deploy.universign ? 1 : 0
+  #checkov:skip=CKV_GCP_83:Messages carry event and transaction ids, no document content; a customer-managed key can be added by the integrator.
+  name                       = "universign-sync"
+  message_retention_duration = var.universign_sync_retention
+  depends_on                 = [time_sleep.apis_ready]
+}
+
+resource "google_pubsub_topic" "universign_sync_dead_letter" {
+  count = local.deploy.universign ? 1 : 0
+  #checkov:skip=CKV_GCP_83:Holds copies of universign-sync messages (event and transaction ids only).
+  name                       = "universign-sync-dead-letter"
+  message_retention_duration = var.consumer_dead_letter_retention
+  labels                     = var.labels
+  depends_on                 = [time_sleep.apis_ready]
+}
+
+# A topic keeps nothing without a subscription: this one holds the dead letters to read or
+# replay (docs/runbooks/universign-sync-dead-letters.md).
+resource "google_pubsub_subscription" "universign_sync_dead_letter" {
+  count                      = local.deploy.universign ? 1 : 0
+  name                       = "universign-sync-dead-letter"
+  topic                      = google_pubsub_topic.universign_sync_dead_letter[0].id
+  ack_deadline_seconds       = 60
+  message_retention_duration = var.consumer_dead_letter_retention
+  labels                     = var.labels
+
+  expiration_policy {
+    ttl = "" # never deleted for inactivity: it is read only when something went wrong
+  }
+}
+
+# Dead-lettering is done by the Pub/Sub service agent: it must publish here and acknowledge on
+# universign-sync-push, or failing messages are retried until retention drops them instead.
+resource "google_pubsub_topic_iam_member" "universign_sync_dead_letter_publish" {
+  count  = local.deploy.universign ? 1 : 0
+  topic  = google_pubsub_topic.universign_sync_dead_letter[0].id
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_agent
+}
+
+# Only the webhook publishes work.
+resource "google_pubsub_topic_iam_member" "universign_publish_sync" {
+  count  = local.deploy.universign ? 1 : 0
+  topic  = google_pubsub_topic.universign_sync[0].id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.universign_webhook[0].email}"
+}
+
+# The worker's delivery, owned here rather than by an Eventarc trigger so that its backoff,
+# dead-letter policy and retention are set by `terraform apply` alone (the provider cannot
+# configure the subscription Eventarc creates). functions-framework turns the pushed body into
+# the same CloudEvent an Eventarc trigger delivers.
+resource "google_pubsub_subscription" "universign_sync_push" {
+  count = local.deploy.universign ? 1 : 0
+  name  = "universign-sync-push"
+  topic = google_pubsub_topic.universign_sync[0].id
+  # Not acknowledged until the worker answers: never redelivered while it still runs.
+  ack_deadline_seconds       = module.universign_sync[0].timeout_seconds
+  message_retention_duration = var.universign_sync_retention
+  labels                     = var.labels
+
+  push_config {
+    push_endpoint = module.universign_sync[0].function_uri
+    oidc_token {
+      service_account_email = google_service_account.universign_sync_push[0].email
+      audience              = module.universign_sync[0].function_uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.universign_sync_dead_letter[0].id
+    max_delivery_attempts = var.universign_sync_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = "" # a quiet month without webhooks must not delete the worker's delivery
+  }
+
+  depends_on = [
+    google_service_account_iam_member.universign_sync_push_token_creator,
+    google_pubsub_topic_iam_member.universign_sync_dead_letter_publish,
+  ]
+}
+
+resource "google_pubsub_subscription_iam_member" "universign_sync_dead_letter_ack" {
+  count        = local.deploy.universign ? 1 : 0
+  subscription = google_pubsub_subscription.universign_sync_push[0].id
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
 resource "google_cloud_scheduler_job" "universign_poll" {
   count       = local.deploy.universign ? 1 : 0
   name        = "universign-poll-job"
@@ -169,6 +276,37 @@ resource "google_service_account" "universign_poll" {
   account_id   = "universign-poll"
   display_name = "universign_poll function"
   depends_on   = [time_sleep.apis_ready]
+}
+
+resource "google_service_account" "universign_sync" {
+  count        = local.deploy.universign ? 1 : 0
+  account_id   = "universign-sync"
+  display_name = "universign_sync function"
+  depends_on   = [time_sleep.apis_ready]
+}
+
+# The identity of universign-sync-push's OIDC token: it may invoke universign_sync and nothing
+# else (the function is private, reachable from inside Google only).
+resource "google_service_account" "universign_sync_push" {
+  count        = local.deploy.universign ? 1 : 0
+  account_id   = "universign-sync-push"
+  display_name = "Signs Pub/Sub push requests from universign-sync to universign_sync"
+  depends_on   = [time_sleep.apis_ready]
+}
+
+# Pub/Sub mints the push token; agents created before April 2021 lack this (see main.tf).
+resource "google_service_account_iam_member" "universign_sync_push_token_creator" {
+  count              = local.deploy.universign ? 1 : 0
+  service_account_id = google_service_account.universign_sync_push[0].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
+resource "google_secret_manager_secret_iam_member" "universign_sync_read" {
+  for_each  = toset(local.universign_sync_secrets)
+  secret_id = google_secret_manager_secret.universign[each.key].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.universign_sync[0].email}"
 }
 
 resource "google_secret_manager_secret_iam_member" "universign_webhook_read" {
@@ -202,7 +340,7 @@ module "universign_webhook" {
   project                     = var.project_id
   region                      = var.region
   name                        = "universign-webhook"
-  description                 = "Receives signed Universign webhooks and syncs the transaction"
+  description                 = "Receives signed Universign webhooks and queues them on universign-sync"
   entry_point                 = "universign_webhook"
   source_dir                  = "${local.functions_dir}/universign_webhook"
   shared_dir                  = local.shared_dir
@@ -230,6 +368,42 @@ module "universign_webhook" {
 
   depends_on = [
     google_secret_manager_secret_iam_member.universign_webhook_read,
+    google_pubsub_topic_iam_member.universign_publish_status,
+    google_pubsub_topic_iam_member.universign_publish_sync,
+    google_storage_bucket_iam_member.universign_state,
+  ]
+}
+
+module "universign_sync" {
+  count  = local.deploy.universign ? 1 : 0
+  source = "./modules/function"
+
+  project                     = var.project_id
+  region                      = var.region
+  name                        = "universign-sync"
+  description                 = "Syncs the transaction of each queued Universign webhook event"
+  entry_point                 = "universign_sync"
+  source_dir                  = "${local.functions_dir}/universign_webhook"
+  shared_dir                  = local.shared_dir
+  source_bucket               = google_storage_bucket.sources.name
+  service_account_email       = google_service_account.universign_sync[0].email
+  build_service_account_email = local.build_service_account_email
+  # No Eventarc trigger: universign-sync-push (above) delivers to its URL. A failure the worker
+  # can recover from raises (an HTTP 500): Pub/Sub redelivers with backoff, and after
+  # universign_sync_max_delivery_attempts the message goes to universign-sync-dead-letter.
+  trigger_topic   = null
+  invokers        = { push = google_service_account.universign_sync_push[0].email }
+  max_instances   = var.universign_sync_max_instances
+  timeout_seconds = 120
+  memory          = "256M"
+  labels          = var.labels
+
+  environment = merge(local.universign_environment, {
+    RUN_DEADLINE_SECONDS = "60"
+  })
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.universign_sync_read,
     google_pubsub_topic_iam_member.universign_publish_status,
     google_storage_bucket_iam_member.universign_state,
   ]

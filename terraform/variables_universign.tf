@@ -57,6 +57,34 @@ variable "universign_webhook_max_instances" {
   default     = 5
 }
 
+variable "universign_sync_max_instances" {
+  type        = number
+  description = "Upper bound on concurrent universign_sync instances (each syncs one queued event at a time)."
+  default     = 5
+}
+
+variable "universign_sync_retention" {
+  type        = string
+  description = "How long universign-sync and its push subscription universign-sync-push keep a message universign_sync has not acknowledged. Dead letters are kept for consumer_dead_letter_retention."
+  default     = "604800s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.universign_sync_retention)) && tonumber(trimsuffix(var.universign_sync_retention, "s")) >= 600 && tonumber(trimsuffix(var.universign_sync_retention, "s")) <= 2678400
+    error_message = "universign_sync_retention is whole seconds from \"600s\" to \"2678400s\" (31 days)."
+  }
+}
+
+variable "universign_sync_max_delivery_attempts" {
+  type        = number
+  description = "Deliveries of one queued event to universign_sync before it is moved to universign-sync-dead-letter (Pub/Sub allows 5 to 100)."
+  default     = 20
+
+  validation {
+    condition     = var.universign_sync_max_delivery_attempts >= 5 && var.universign_sync_max_delivery_attempts <= 100
+    error_message = "universign_sync_max_delivery_attempts must be between 5 and 100."
+  }
+}
+
 variable "universign_state_bucket_name" {
   type        = string
   description = "Bucket for transaction documents, the poll index and webhook event markers; empty means <project>-universign-state."

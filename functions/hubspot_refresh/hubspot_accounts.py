@@ -129,3 +129,32 @@ def accounts_from(secrets: Iterable[SecretInfo]) -> list[Account]:
 def discover(store: SecretStore) -> list[Account]:
     """Every HubSpot account in the project, enabled or not, with its listed status."""
     return accounts_from(store.list_secrets(filter=DISCOVERY_FILTER))
+
+
+def app_of(account: Account) -> dict[str, str]:
+    """The annotations naming the account's other app, as a work message carries them (empty
+    for an account of the default app)."""
+    app = {
+        CLIENT_ID_ANNOTATION: account.client_id_secret,
+        CLIENT_SECRET_ANNOTATION: account.client_secret_secret,
+    }
+    return {key: value for key, value in app.items() if value}
+
+
+def planned(account_ids: Iterable[str], apps: dict[str, dict[str, str]]) -> list[Account]:
+    """The accounts of a work message, as the fan-out's listing saw them: their status is
+    re-read under each account's lock, so only the app they use has to come along."""
+    found = []
+    for account_id in account_ids:
+        if not ACCOUNT_ID.fullmatch(account_id):
+            log.warning("work message names account %r, not an account id; skipped", account_id)
+            continue
+        app = apps.get(account_id, {})
+        found.append(
+            Account(
+                account_id=account_id,
+                client_id_secret=app.get(CLIENT_ID_ANNOTATION) or None,
+                client_secret_secret=app.get(CLIENT_SECRET_ANNOTATION) or None,
+            )
+        )
+    return found

@@ -8,6 +8,7 @@ argument shaped by the small protocols below, so these rules are tested without 
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +30,11 @@ log = logging.getLogger("hubspot_refresh")  # the function's logger: see main.lo
 CLIENT_VERSIONS_ANNOTATION = "client-credentials-versions"
 
 TRIGGER_FIELDS = frozenset({"force", "accounts"})
-WORK_FIELDS = frozenset({"force", "accounts", "shard", "requested_at"})
+WORK_FIELDS = frozenset({"force", "accounts", "shard", "requested_at", "apps"})
+# What a work message may say of an account's app: the annotations of its refresh-token
+# secret naming another app's client id and secret (hubspot_accounts), each a secret id.
+APP_KEYS = frozenset({"client-id-secret", "client-secret-secret"})
+_SECRET_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 # Outcome of one account; the summary counts these.
 REFRESHED = "refreshed"
@@ -77,6 +82,11 @@ class RunRequest:
     accounts: tuple[str, ...] | None = None  # None: every account
     shard: str | None = None  # set on work messages ("3/10")
     requested_at: datetime | None = None  # work messages carry the trigger's publish time
+    # Work messages of a fan-out that planned from its own listing: account -> the secret ids
+    # of its other app's credentials (accounts of the default app are absent). Set, the shard
+    # refreshes its accounts without listing every account again; None (a trigger, or a work
+    # message of an earlier version) lists and plans as before.
+    apps: dict[str, dict[str, str]] | None = None
 
 
 def parse_request(data: dict[str, Any]) -> RunRequest:
@@ -105,7 +115,24 @@ def parse_request(data: dict[str, Any]) -> RunRequest:
         requested_at = clock.parse_time(str(data["requested_at"]))
         if requested_at is None:
             raise events.BadMessage("requested_at must be an RFC 3339 time")
-    return RunRequest(force, accounts, shard, requested_at)
+    apps = _parse_apps(data["apps"]) if "apps" in data else None
+    return RunRequest(force, accounts, shard, requested_at, apps)
+
+
+def _parse_apps(raw: object) -> dict[str, dict[str, str]]:
+    problem = events.BadMessage(
+        "apps must map account ids to {client-id-secret, client-secret-secret} secret ids"
+    )
+    if not isinstance(raw, dict):
+        raise problem
+    apps: dict[str, dict[str, str]] = {}
+    for account, app in raw.items():
+        if not isinstance(app, dict) or not set(app) <= APP_KEYS:
+            raise problem
+        if not all(isinstance(v, str) and _SECRET_ID.fullmatch(v) for v in app.values()):
+            raise problem
+        apps[str(account)] = dict(app)
+    return apps
 
 
 # 2. Select and 3. decide -----------------------------------------------------------------
@@ -172,12 +199,7 @@ def judge(
     """``shared.status.decide`` plus two HubSpot-run rules: a message published before the
     account's last refresh needs no second one (duplicate deliveries, shards of the same run),
     and new client-credential versions lift a terminal refusal like a new refresh token."""
-    if (
-        requested_at is not None
-        and status.state == "ok"
-        and status.refreshed_at is not None
-        and status.refreshed_at >= requested_at
-    ):
+    if served_since(status, requested_at):
         return Decision(False, "already refreshed since the request")
     if status.state == "needs-reauth":
         recorded = annotations.get(CLIENT_VERSIONS_ANNOTATION)
@@ -190,6 +212,16 @@ def judge(
         refresh_token_version=rt_version,
         force=request.force,
         requested_at=requested_at,
+    )
+
+
+def served_since(status: CredentialStatus, requested_at: datetime | None) -> bool:
+    """The account was refreshed after the message was published: nothing left to do."""
+    return (
+        requested_at is not None
+        and status.state == "ok"
+        and status.refreshed_at is not None
+        and status.refreshed_at >= requested_at
     )
 
 
@@ -213,8 +245,9 @@ def plan(
 ) -> list[Account]:
     """The accounts worth locking, from the listed status alone (re-checked under the lock).
 
-    A healthy account's refresh-token version is not looked up here: a new version on it is
-    picked up by its next due refresh, which reads the latest version anyway.
+    A healthy account's refresh-token version is not looked up here, nor that of an account
+    whose status records none (new): a new version on it is picked up by its next due
+    refresh, which reads the latest version anyway.
     """
     due = []
     for account in accounts:
@@ -224,9 +257,11 @@ def plan(
         annotations = account.status_annotations or {}
         status = CredentialStatus.from_annotations(annotations)
         try:
+            # Only a status that recorded the version it failed with can be lifted by a new
+            # one; any other decision is the same whatever the latest version is.
             rt_version = (
                 status.refresh_token_version
-                if status.state == "ok"
+                if status.state == "ok" or status.refresh_token_version is None
                 else store.latest_version(account.refresh_token_secret)
             )
             decision = judge(

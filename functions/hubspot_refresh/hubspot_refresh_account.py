@@ -35,11 +35,13 @@ from hubspot_plan import (
     BUSY,
     CLIENT_VERSIONS_ANNOTATION,
     FAILED,
+    FRESH,
     NEEDS_REAUTH,
     REFRESHED,
     RunRequest,
     client_secret_ids,
     judge,
+    served_since,
     skip_result,
 )
 
@@ -47,7 +49,7 @@ from shared import clock, logs
 from shared.errors import ProviderError, TransientError
 from shared.lock import LeaseLock, LeaseLost, LockBusy
 from shared.runtime import lock_wait
-from shared.secrets import SecretStore, SecretValue, with_retry
+from shared.secrets import SecretInfo, SecretStore, SecretValue, with_retry
 from shared.status import CredentialStatus, Decision
 
 if TYPE_CHECKING:
@@ -96,7 +98,7 @@ def refresh_account(
     """Lock the account, re-read its status, and refresh it if still due.
 
     Secret Manager allows 600 read and 600 write requests per minute per project (access
-    requests: 90,000), so each refresh costs 2 reads, 3 writes and 1 access, and a throttled
+    requests: 90,000), so each refresh costs 1 read, 3 writes and 1 access, and a throttled
     call (429) waits and retries: the quota then paces the pool instead of failing accounts.
     """
     lock = LeaseLock(clients.bucket(), f"hubspot-{account.account_id}", lease=settings.lock_lease)
@@ -110,6 +112,9 @@ def refresh_account(
             )
             annotations = dict(info.annotations) if info else {}
             status = CredentialStatus.from_annotations(annotations)
+            if served_since(status, requested_at):
+                # A redelivered message (or a shard another instance served): no token read.
+                return FRESH
             try:
                 # An access request (generous quota) that also tells the latest version.
                 refresh_token = _retrying(
@@ -144,7 +149,7 @@ def refresh_account(
                 clients,
                 account,
                 status,
-                info is not None,
+                info,
                 refresh_token,
                 decision,
                 creds,
@@ -165,7 +170,7 @@ def _refresh(
     clients: Clients,
     account: Account,
     status: CredentialStatus,
-    access_secret_exists: bool,
+    info: SecretInfo | None,
     refresh_token: SecretValue,
     decision: Decision,
     creds: ClientCredentials,
@@ -175,11 +180,13 @@ def _refresh(
     account_id = account.account_id
     fields = logs.fields(account=account_id)
     log.info("account %s: refreshing (%s)", account_id, decision.reason, extra=fields)
-    if not access_secret_exists:
+    if info is None:
         # Before calling HubSpot, so a missing permission costs no token. `hubspot
         # add-account` creates it up front; this covers accounts added by hand.
         lock.fence(f"creating {account.access_token_secret}")
-        clients.store.create(account.access_token_secret, labels=account_labels(account_id))
+        info = clients.store.create(account.access_token_secret, labels=account_labels(account_id))
+    # The status just read (or created) under the lock: the annotation writes below merge into
+    # it and carry its etag, so they need no read of their own.
     id_secret, secret_secret = client_secret_ids(settings, account)
     try:
         client_id, id_version = creds.value(id_secret)
@@ -200,6 +207,7 @@ def _refresh(
             rt_version=None,
             client_versions=None,
             lock=lock,
+            current=info,
         )
     client_versions = f"{id_version}/{secret_version}"
     # The call may spend the refresh token: only while the lease surely is still ours.
@@ -223,6 +231,7 @@ def _refresh(
             rt_version=refresh_token.version,
             client_versions=client_versions,
             lock=lock,
+            current=info,
         )
 
     rt_version = refresh_token.version
@@ -253,6 +262,7 @@ def _refresh(
                 rt_version=refresh_token.version,
                 client_versions=client_versions,
                 lock=lock,
+                current=info,
             )
     if lease_lost is not None:
         raise lease_lost
@@ -269,7 +279,9 @@ def _refresh(
     changes[ENDPOINT_ANNOTATION] = shown(settings.token_url)
     lock.fence(f"annotating {account.access_token_secret}")
     with_retry(
-        lambda: clients.store.update_annotations(account.access_token_secret, changes),
+        lambda: clients.store.update_annotations(
+            account.access_token_secret, changes, current=info
+        ),
         deadline=deadline,
         what=f"annotating {account.access_token_secret}",
     )
@@ -307,6 +319,7 @@ def _failed(
     rt_version: int | None,
     client_versions: str | None,
     lock: LeaseLock,
+    current: SecretInfo | None = None,
 ) -> str:
     # Once the lease ran short another run may have spent the token this one was refused
     # with: nothing is recorded, and no ERROR tells a person to act.
@@ -352,7 +365,7 @@ def _failed(
         result = FAILED
     changes[ENDPOINT_ANNOTATION] = shown(settings.token_url)
     try:
-        clients.store.update_annotations(account.access_token_secret, changes)
+        clients.store.update_annotations(account.access_token_secret, changes, current=current)
     except Exception as write_error:  # noqa: BLE001 - the status is a report; the run goes on
         log.error(
             "account %s: could not record its status on %s (%s)",

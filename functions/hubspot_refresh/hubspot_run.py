@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hubspot_accounts import Account, discover
+from hubspot_accounts import Account, discover, planned
 from hubspot_plan import DEFERRED, FAILED, RunRequest, RunSummary, plan, select
 from hubspot_refresh_account import ClientCredentials, refresh_account
 from hubspot_report import report
@@ -41,10 +41,14 @@ def run(
     meter = runtime.Meter(lambda: clients.store.reads)
     mode = "shard" if request.shard else ("forced" if request.force else "scheduled")
     summary = RunSummary(mode)
+    creds = ClientCredentials(clients.store)
     try:
-        accounts = select(discover(clients.store), request, summary)
-        creds = ClientCredentials(clients.store)
-        due = plan(settings, clients.store, accounts, request, requested_at, creds, summary)
+        if request.shard is not None and request.apps is not None:
+            # Planned by the fan-out from its listing; each account's lock re-reads its status.
+            accounts = due = planned(request.accounts or (), request.apps)
+        else:
+            accounts = select(discover(clients.store), request, summary)
+            due = plan(settings, clients.store, accounts, request, requested_at, creds, summary)
     except Exception:
         # Without the account list nothing can be decided: Pub/Sub delivers again.
         log.exception("could not list HubSpot accounts; Pub/Sub will deliver the run again")

@@ -1,6 +1,10 @@
 """Sharding: the scheduled run only plans, then publishes the due accounts in shards of
 ``HUBSPOT_SHARD_SIZE`` to ``HUBSPOT_WORK_TOPIC``; this same function consumes each shard as a
-work message (hubspot_run), so one run's accounts spread over several instances."""
+work message (hubspot_run), so one run's accounts spread over several instances.
+
+A work message carries what the fan-out's listing answered about its accounts (which app each
+uses, ``"apps"``), so a shard lists nothing: listing every account in every shard would cost
+each run (accounts / shard size) full listings, growing with the square of the accounts."""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from hubspot_accounts import discover
+from hubspot_accounts import app_of, discover
 from hubspot_plan import RunRequest, RunSummary, plan, select
 from hubspot_refresh_account import ClientCredentials
 from hubspot_report import report
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
     from main import Clients, Settings  # types only: main imports this module
 
 log = logging.getLogger("hubspot_refresh")  # the function's logger: see main.log
+
+T = TypeVar("T")
 
 
 def fan_out(
@@ -49,13 +55,15 @@ def fan_out(
             ClientCredentials(clients.store),
             summary,
         )
-        chunks = list(_chunks([a.account_id for a in due], settings.shard_size))
+        chunks = list(_chunks(due, settings.shard_size))
         send = publish or _publisher(settings, clients)
         for index, chunk in enumerate(chunks, start=1):
             payload: dict[str, Any] = {
-                "accounts": chunk,
+                "accounts": [a.account_id for a in chunk],
                 "force": request.force,
                 "shard": f"{index}/{len(chunks)}",
+                # What this listing answered, so the shard need not list every account again.
+                "apps": {a.account_id: app_of(a) for a in chunk if app_of(a)},
             }
             if requested_at is not None:
                 payload["requested_at"] = clock.format_precise_time(requested_at)
@@ -70,7 +78,7 @@ def fan_out(
     return summary
 
 
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

@@ -26,12 +26,15 @@ The story of one run (each step names the module that does it):
 
 When to turn sharding on (``HUBSPOT_SHARD_SIZE`` > 0 with ``HUBSPOT_WORK_TOPIC``): two limits
 bound one run. (1) Time: one instance refreshes ``HUBSPOT_CONCURRENCY`` accounts at a time, each
-about one HubSpot round trip plus seven Secret Manager and Cloud Storage calls (0.3-1 s), within
+about one HubSpot round trip plus seven calls (0.3-1 s): five to Secret Manager (re-read the
+status, read the refresh token, store the access token, annotate, destroy the version that left
+the kept window) and two to Cloud Storage (take and release the lock), within
 ``RUN_DEADLINE_SECONDS``; accounts that do not fit are counted as ``deferred`` in the summary.
 (2) Secret Manager's project quota: 600 writes and 600 reads per minute, shared by every
-instance and integration; a refresh costs 3 writes and 2 reads, so about 200 refreshes a minute
+instance and integration; a refresh costs 3 writes and 1 read, so about 200 refreshes a minute
 per project (throttled calls wait and retry). Sharding spreads (1) over instances and does
-nothing for (2). Turn it on when runs report ``deferred`` > 0 although Secret Manager is not
+nothing for (2); a shard lists nothing (its message says what the fan-out's listing found).
+Turn it on when runs report ``deferred`` > 0 although Secret Manager is not
 throttling (its quota was raised, or runs are short of time for another reason, such as a slow
 HubSpot); in practice from about 1,500 accounts. Below that, or when the quota is the limit,
 leave it off: one instance is simpler and cheaper. To lower the quota use, run more often with

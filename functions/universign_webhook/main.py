@@ -1,33 +1,44 @@
 """Universign e-signature status, kept in sync from signed webhooks and a 5-minute poll.
 
-This file holds the settings, the clients an instance keeps and both entry points; each step
-below names the module that does it.
+This file holds the settings, the clients an instance keeps and the three entry points; each
+step below names the module that does it.
 
-``universign_webhook`` (HTTP, public). One delivery:
+``universign_webhook`` (HTTP, public). One delivery, acknowledged fast:
   1. Trigger: Universign POSTs an event. Refused before anything is processed: another method
      (405), a wrong URL token when one is configured (401), a body over the limit (413), a
      content type other than JSON (415), a missing or invalid signature (401,
      universign_jws; a key id that could not be checked yet answers 503 ``key_cooldown``
      instead), a body that is not a JSON object (400). universign_delivery runs the checks,
      which universign_plan decides.
-  2. Decide: the event id is claimed once (a marker object created with a generation
-     precondition, universign_state); a repeat answers 200 ``duplicate``. Events that do not
-     concern a transaction (API keys, identity checks, chat) are acknowledged and ignored
-     (universign_plan.parse_event).
-  3. Call Universign: the payload's state is never trusted; ``GET /v1/transactions/{id}``
+  2. Queue: events that do not concern a transaction (API keys, identity checks, chat) are
+     answered 200 ``ignored`` (universign_plan.parse_event). Any other is published to the
+     work topic ``universign-sync`` (UNIVERSIGN_SYNC_TOPIC; the verified facts only: event id,
+     type, transaction id, refusal hint, time received) and answered 202 ``queued``. A publish
+     Pub/Sub does not confirm within UNIVERSIGN_PUBLISH_TIMEOUT_SECONDS answers 503
+     ``retry_later``, so Universign retries (1 min, 5 min, 30 min, 2 h, ...): nothing is lost.
+  3. Report: one ``webhook_request`` line (status, result, duration), written here; a request
+     is not a run, so it never counts as one in the metrics.
+
+``universign_sync`` (Pub/Sub ``universign-sync``, retried with backoff, then dead-lettered to
+``universign-sync-dead-letter``). One work message, what the webhook used to do inline:
+  1. Decide: the message is parsed strictly (universign_plan.parse_work_message; a bad one is
+     logged and acknowledged). It is never dropped for its age: a redelivery hours later is
+     still an event to sync. The event id is claimed once (a marker object created with a
+     generation precondition, universign_state); a repeat is acknowledged as ``duplicate``.
+  2. Call Universign: the payload's state is never trusted; ``GET /v1/transactions/{id}``
      (universign_api) says what the transaction is. A transaction we did not track yet starts
      being tracked (universign_sync). Each document write under the claim first checks that
      the claim's lease still has its margin left (universign_state.EventClaim.fence).
-  4. Persist: the transaction document is updated with a generation precondition (re-read
+  3. Persist: the transaction document is updated with a generation precondition (re-read
      and re-applied on 412, universign_state); a status change is published to
      ``universign-status-changes``; on SIGNE the signed documents are archived, each object
      created at most once (universign_archive). What to publish and archive, and the polling
      index, are universign_plan's decisions; universign_sync carries them out.
-  5. Report: one ``webhook_request`` line (status, result, duration), written here; a request
-     is not a run, so it never counts as one in the metrics. A failure we can recover from
-     answers 503 and releases the event claim, so Universign's next retry (1 min, 5 min,
-     30 min, 2 h, ...) is processed; a refused API key also logs ``needs_reauth``
-     (universign_alerts).
+  4. Report: one ``sync_message`` line (result, retry, duration, queued_seconds). A failure we
+     can recover from (Universign 5xx, a 412 conflict, Cloud Storage, a lease that ran short,
+     a claim held elsewhere) releases the claim and raises, so Pub/Sub redelivers; a refused
+     API key also logs ``needs_reauth`` (universign_alerts) and is retried the same way, so
+     the events waiting for a new key reach the dead-letter topic at worst, kept to replay.
 
 ``universign_poll`` (Pub/Sub ``universign-poll-trigger``, every 5 minutes), universign_poll
 (the module): for an app's ``{"track": [{"transaction_id": ..., "reference": ...}]}``, those
@@ -47,8 +58,10 @@ participant fields that show a refusal (``UNIVERSIGN_REFUSAL_STATES``).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -57,13 +70,13 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from universign_api import UniversignApi
-from universign_delivery import handle_webhook
+from universign_delivery import handle_webhook, process_work
 from universign_jws import JwksVerifier
-from universign_plan import Reply, parse_poll_trigger
+from universign_plan import Reply, parse_poll_trigger, parse_work_message
 from universign_poll import run_poll, run_track
 from universign_state import PRIORITY, StateStore
 
-from shared import logs, runtime
+from shared import clock, logs, runtime
 from shared.gcs import storage_client
 from shared.http import HttpClient, RetryPolicy
 from shared.secrets import SecretStore
@@ -81,6 +94,9 @@ class Settings:
     webhook_token_secret: str | None
     signature_headers: tuple[str, ...]
     status_topic: str
+    # The work topic the webhook publishes verified events to; universign_sync consumes it.
+    sync_topic: str
+    publish_timeout_seconds: int
     poll_batch: int
     final_recheck: timedelta
     max_body_bytes: int
@@ -98,7 +114,7 @@ class Settings:
     webhook_seconds: int
     http_timeout_seconds: int
     http_attempts: int
-    # Both entry points live in this file; FUNCTION_TARGET names the one being served. The
+    # The entry points live in this file; FUNCTION_TARGET names the one being served. The
     # logger is named after it, and the sibling modules log through that same logger.
     entry_point: str
 
@@ -117,6 +133,12 @@ class Settings:
             webhook_token_secret=env_optional("UNIVERSIGN_WEBHOOK_TOKEN_SECRET"),
             signature_headers=tuple(h.strip() for h in headers.split(",") if h.strip()),
             status_topic=env_str("UNIVERSIGN_STATUS_TOPIC", "universign-status-changes"),
+            # Work topic the webhook queues verified events on; universign_sync consumes it.
+            sync_topic=env_str("UNIVERSIGN_SYNC_TOPIC", "universign-sync"),
+            # Most seconds the webhook waits for Pub/Sub to confirm a publish (then 503).
+            publish_timeout_seconds=env_int(
+                "UNIVERSIGN_PUBLISH_TIMEOUT_SECONDS", 10, minimum=1, maximum=60
+            ),
             poll_batch=env_int("UNIVERSIGN_POLL_BATCH", 50, minimum=1, maximum=1000),
             final_recheck=timedelta(
                 minutes=env_int("UNIVERSIGN_FINAL_RECHECK_MINUTES", 60, minimum=0)
@@ -200,6 +222,7 @@ class Clients:
         self._key: str | None = None
         self._token: tuple[str, float] | None = None
         self._publisher: runtime.Lazy[Any] = runtime.Lazy(_publisher)
+        self._publish_api: runtime.Lazy[Any] = runtime.Lazy(self._unbatched_api)
 
     def _api_key(self, refresh: bool) -> str:
         with self._lock:
@@ -229,11 +252,41 @@ class Clients:
         )
         future.result(timeout=30)
 
+    def _unbatched_api(self) -> Any:
+        """The publisher's own API client (one Publish call per message), configured as the
+        publisher is (credentials, PUBSUB_EMULATOR_HOST). The library calls its ``api``
+        property deprecated in favour of the client's methods, but ``publish`` there is the
+        batching one; the property is kept for exactly this."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return self._publisher.get().api
+
+    def queue_sync(self, message: dict[str, Any], *, timeout: float) -> None:
+        """Publish a verified event on the work topic; returns once Pub/Sub has stored it.
+
+        One synchronous Publish call (the client's own API, retried on transient errors
+        within ``timeout``) rather than the batching publisher: a webhook sends one message
+        and waits for it, and the batcher's commit thread and window cost more than the call
+        (benchmarks/universign_webhook.py measures the difference at 100 requests/s)."""
+        topic = f"projects/{self.settings.project}/topics/{self.settings.sync_topic}"
+        attributes = {
+            "event_id": str(message["event_id"]),
+            "transaction_id": str(message["transaction_id"]),
+        }
+        data = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        self._publish_api.get().publish(
+            topic=topic, messages=[{"data": data, "attributes": attributes}], timeout=timeout
+        )
+
 
 def _publisher() -> Any:
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # first use only
 
-    return pubsub_v1.PublisherClient()
+    # A 1 ms batch window (the default is 10 ms): a sync publishes its status change and waits
+    # for it, so waiting for more to batch would only slow each sync.
+    return pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001)
+    )
 
 
 # Built once on first use rather than at import: importing main.py needs no credentials, and a
@@ -288,3 +341,66 @@ def universign_poll(cloud_event: CloudEvent) -> None:
         run_poll(SETTINGS, clients(), deadline=deadline)
     else:
         run_track(SETTINGS, clients(), tracks, deadline=deadline)
+
+
+class Redeliver(Exception):
+    """Raised by universign_sync so that Pub/Sub delivers the message again (with the
+    subscription's backoff, then to the dead-letter topic): the message names the result."""
+
+
+# A work message is never dropped for its age: its subscription's retention (and the
+# dead-letter topic after it) bound how long it waits, and every hour it waited is still an
+# event to sync. runtime.receive's guard is given an age no message reaches.
+NO_AGE_LIMIT = timedelta.max
+
+
+@functions_framework.cloud_event
+def universign_sync(cloud_event: CloudEvent) -> None:
+    started = time.monotonic()
+    received = runtime.receive(cloud_event, parse_work_message, max_age=NO_AGE_LIMIT, log=log)
+    if received is None:
+        # Logged by runtime.receive (without the payload); acknowledged, never retried.
+        _work_line("bad_message", started, {}, retry=False)
+        return
+    item, _published_at = received
+    fields = {
+        "event_id": item.event.event_id,
+        "transaction_id": item.event.transaction_id,
+        "queued_seconds": round((clock.now() - item.received_at).total_seconds(), 3),
+    }
+    try:
+        outcome = process_work(
+            SETTINGS, clients(), item.event, deadline=started + SETTINGS.run_seconds
+        )
+    except Exception as error:
+        # A failure nobody foresaw still gets its line (the traceback is logged as well) and
+        # is redelivered, then dead-lettered: never an acknowledged, unsynced event.
+        log.exception("universign_sync failed unexpectedly (%s)", type(error).__name__)
+        _work_line("internal_error", started, fields, type(error).__name__, retry=True)
+        raise
+    _work_line(outcome.result, started, {**fields, **outcome.fields}, outcome.detail, outcome.retry)
+    if outcome.retry:
+        raise Redeliver(f"{outcome.result}: {outcome.detail}"[:200])
+
+
+def _work_line(
+    result: str, started: float, fields: dict[str, Any], detail: str = "", retry: bool = False
+) -> None:
+    # One line per work message, delivered or redelivered: what the sync metrics and alerts
+    # count (a request line for the webhook, a run_summary for the poll, this for the worker).
+    # WARNING when it is handed back for redelivery or unreadable.
+    log.log(
+        logging.WARNING if retry or result == "bad_message" else logging.INFO,
+        "Universign sync message: %s %s",
+        result,
+        detail,
+        extra=logs.fields(
+            event="sync_message",
+            provider="universign",
+            entry_point="universign_sync",
+            result=result,
+            retry=retry,
+            duration_seconds=round(time.monotonic() - started, 3),
+            **fields,
+        ),
+    )

@@ -27,7 +27,10 @@ def needs_reauth(settings: Settings, error: ProviderError) -> None:
     log.error(
         "Universign refused the API key (%s): a person must act. Create an API key in the "
         "Universign web app (Developer menu) and add it as a new version of secret %s; "
-        "syncing resumes on its own, and Universign redelivers the webhooks it retries.",
+        "syncing resumes on its own: Pub/Sub redelivers the queued webhook events to "
+        "universign_sync with backoff, and the poll re-checks pending transactions. Events "
+        "given up on wait in subscription universign-sync-dead-letter to be replayed "
+        "(docs/runbooks/universign-sync-dead-letters.md).",
         error.code,
         settings.api_key_secret,
         extra=logs.fields(event="needs_reauth", provider="universign", error_code=error.code),

@@ -1,20 +1,28 @@
-"""One webhook delivery (main.universign_webhook), up to the Reply main writes and logs.
+"""One webhook delivery (main.universign_webhook), up to the Reply main writes and logs, and the
+work it queues (main.universign_sync), up to the outcome main logs.
 
-Refused before anything is processed, in this order: another method (405), a wrong URL token
-when one is configured (401), a body over the limit (413), a content type other than JSON
-(415), a missing or invalid signature (401, universign_jws; 503 ``key_cooldown`` for a key id
-that could not be checked yet), a body that is not a JSON object (400); the checks themselves
-are universign_plan's. An event with no transaction to sync is acknowledged with a WARNING
-``event_ignored`` line naming its type. Then the event id is claimed once in the state bucket
-(a repeat answers 200 ``duplicate``, one being processed 409), its transaction synced
+The webhook: refused before anything is processed, in this order: another method (405), a
+wrong URL token when one is configured (401), a body over the limit (413), a content type
+other than JSON (415), a missing or invalid signature (401, universign_jws; 503
+``key_cooldown`` for a key id that could not be checked yet), a body that is not a JSON
+object (400); the checks themselves are universign_plan's. An event with no transaction to
+sync is acknowledged with a WARNING ``event_ignored`` line naming its type. Any other event is
+published to the work topic (``universign-sync``) and answered 202 ``queued``; if Pub/Sub does
+not confirm the publish in time, 503 ``retry_later``, so Universign delivers it again. Nothing
+is lost either way, and a duplicate publish costs one acknowledged duplicate.
+
+The worker (``process_work``): the event id is claimed once in the state bucket (a repeat is
+acknowledged as ``duplicate``; one being processed elsewhere is retried), its transaction synced
 (universign_sync, every document write fenced by the claim's lease), and the claim finished,
-or released on a failure so that Universign's next retry is processed; a holder whose lease
-ran short leaves the claim to expire instead, since the redelivery may hold it by then.
+or released on a failure so that Pub/Sub's redelivery is processed; a holder whose lease ran
+short leaves the claim to expire instead, since the redelivery may hold it by then.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
@@ -30,6 +38,7 @@ from universign_plan import (
     refuse_size,
     signature_from,
     token_matches,
+    work_message,
 )
 from universign_state import Conflict
 from universign_sync import sync_transaction
@@ -110,28 +119,53 @@ def handle_webhook(
             ),
         )
         return Reply(200, "ignored", f"event {parsed.event_type[:60]} needs no sync", fields=fields)
-    return _process_event(settings, clients, parsed, fields, deadline)
+    # Bounded well inside the request's deadline: a publish Pub/Sub has not confirmed by then
+    # answers 503, and Universign's retry publishes again (the worker dedupes).
+    timeout = min(settings.publish_timeout_seconds, max(0.1, deadline - time.monotonic()))
+    try:
+        clients.queue_sync(work_message(parsed, clock.now()), timeout=timeout)
+    except Exception as error:  # noqa: BLE001 - Pub/Sub refused or slow: a 503 makes Universign retry
+        log.warning(
+            "queueing event %s failed (%s); Universign retries",
+            parsed.event_id,
+            type(error).__name__,
+        )
+        return Reply(503, "retry_later", f"queue: {type(error).__name__}", fields=fields)
+    return Reply(202, "queued", fields=fields)
 
 
-def _process_event(
-    settings: Settings,
-    clients: Clients,
-    event: WebhookEvent,
-    fields: dict[str, Any],
-    deadline: float,
-) -> Reply:
+@dataclass
+class WorkOutcome:
+    """How one work message ended: ``retry`` asks Pub/Sub to redeliver it (main raises)."""
+
+    result: str
+    retry: bool = False
+    detail: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def process_work(
+    settings: Settings, clients: Clients, event: WebhookEvent, *, deadline: float
+) -> WorkOutcome:
     log = logging.getLogger(settings.entry_point)
     assert event.transaction_id is not None
+    fields: dict[str, Any] = {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "transaction_id": event.transaction_id,
+    }
     try:
         claim = clients.state.claim_event(
             event.event_id, lease=settings.event_lease, now=clock.now()
         )
     except gexc.GoogleAPIError as error:
-        return Reply(503, "unavailable", f"state bucket: {type(error).__name__}", fields=fields)
+        config_problem(settings, error)
+        return WorkOutcome("unavailable", True, f"state bucket: {type(error).__name__}", fields)
     if claim.state == "done":
-        return Reply(200, "duplicate", fields=fields)
+        return WorkOutcome("duplicate", fields=fields)
     if claim.state == "busy":
-        return Reply(409, "in_progress", "this event is being processed", fields=fields)
+        # Another instance holds it; if that one fails, this redelivery does the work.
+        return WorkOutcome("in_progress", True, "this event is being processed", fields)
     generation = claim.generation
     try:
         result = sync_transaction(
@@ -148,18 +182,18 @@ def _process_event(
         # The redelivery may hold the claim by now, so this holder leaves the marker alone too
         # (it expires within the margin; the precondition on a release would protect a new
         # holder on Cloud Storage, but not on every stand-in for it).
-        return Reply(503, "retry_later", "LeaseLost", fields=fields)
+        return WorkOutcome("retry_later", True, "LeaseLost", fields)
     except TerminalError as error:
+        # Retried all the same (then dead-lettered, kept and replayable): the key is fixed by a
+        # person, and the events waiting for it must still be synced once it is.
         clients.state.release_event(event.event_id, generation)
         needs_reauth(settings, error)
-        return Reply(503, "api_key_refused", error.code, fields=fields)
+        return WorkOutcome("api_key_refused", True, error.code, fields)
     except (ProviderError, Conflict, gexc.GoogleAPIError) as error:
         clients.state.release_event(event.event_id, generation)
         config_problem(settings, error)
-        log.warning(
-            "webhook sync of %s failed (%s); Universign retries", event.transaction_id, error
-        )
-        return Reply(503, "retry_later", type(error).__name__, fields=fields)
+        log.warning("sync of %s failed (%s); Pub/Sub redelivers", event.transaction_id, error)
+        return WorkOutcome("retry_later", True, type(error).__name__, fields)
     except BaseException:
         clients.state.release_event(event.event_id, generation)
         raise
@@ -174,4 +208,4 @@ def _process_event(
             "at": clock.format_time(clock.now()),
         },
     )
-    return Reply(200, result.result, fields=fields)
+    return WorkOutcome(result.result, fields=fields)

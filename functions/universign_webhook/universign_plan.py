@@ -20,7 +20,7 @@ import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from universign_state import EVENT_ID, REFUSAL_REASONS, SIGNE, TRANSACTION_ID, needs_polling
@@ -248,6 +248,73 @@ def _text(value: Any) -> str:
     if isinstance(value, list | dict) or value is None:
         return ""
     return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+# --- the work message: the webhook's verified event, for universign_sync ------------------------
+
+WORK_FIELDS = ("event_id", "event_type", "transaction_id", "refusal", "received_at")
+WORK_EXPECTED = (
+    '{"event_id": "...", "event_type": "...", "transaction_id": "...", "refusal": null or '
+    '{"reason": "...", "participant": "...", "event": "..."}, "received_at": "<RFC 3339>"}'
+)
+MAX_EVENT_TYPE_CHARS = 100
+MAX_PARTICIPANT_CHARS = 200
+
+
+def work_message(event: WebhookEvent, received_at: datetime) -> dict[str, Any]:
+    """What the webhook publishes on the work topic: the facts of a verified event the worker
+    acts on, nothing else (never the body, never a credential). Only events with a
+    transaction are queued."""
+    assert event.transaction_id is not None
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "transaction_id": event.transaction_id,
+        "refusal": event.refusal,
+        # To the millisecond: the worker logs how long the event waited in the queue.
+        "received_at": received_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    event: WebhookEvent
+    # When the webhook received the event: the worker logs how long it waited.
+    received_at: datetime
+
+
+def parse_work_message(data: dict[str, Any]) -> WorkItem:
+    """The event a work message carries, checked as strictly as the webhook built it. Anything
+    else raises ``events.BadMessage``: logged and acknowledged, never retried (a retry would
+    not make it valid)."""
+    events.refuse_unknown_fields(data, WORK_FIELDS, WORK_EXPECTED)
+    missing = [name for name in WORK_FIELDS if name not in data]
+    if missing:
+        raise events.BadMessage(f"missing fields {missing}; expected {WORK_EXPECTED}")
+    event_id = data.get("event_id")
+    if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+        raise events.BadMessage("event_id is not an event id")
+    transaction_id = data.get("transaction_id")
+    if not isinstance(transaction_id, str) or not TRANSACTION_ID.fullmatch(transaction_id):
+        raise events.BadMessage("transaction_id is not a transaction id")
+    event_type = data.get("event_type")
+    if not isinstance(event_type, str) or len(event_type) > MAX_EVENT_TYPE_CHARS:
+        raise events.BadMessage(f"event_type must be text of at most {MAX_EVENT_TYPE_CHARS}")
+    raw_received = data.get("received_at")
+    received_at = clock.parse_time(raw_received) if isinstance(raw_received, str) else None
+    if received_at is None:
+        raise events.BadMessage("received_at is not an RFC 3339 time")
+    refusal = data.get("refusal")
+    if refusal is not None and (
+        not isinstance(refusal, dict)
+        or set(refusal) != {"reason", "participant", "event"}
+        or refusal["reason"] not in REFUSAL_REASONS
+        or not all(
+            isinstance(v, str) and 0 < len(v) <= MAX_PARTICIPANT_CHARS for v in refusal.values()
+        )
+    ):
+        raise events.BadMessage("refusal must be null or {reason, participant, event}")
+    return WorkItem(WebhookEvent(event_id, _text(event_type), transaction_id, refusal), received_at)
 
 
 # --- after a sync --------------------------------------------------------------------------------

@@ -700,9 +700,17 @@ class StateStore:
             return busy  # released a moment ago: let the sender retry
         try:
             held = json.loads(existing.download_as_bytes(if_generation_match=existing.generation))
-        except (gexc.NotFound, gexc.PreconditionFailed, ValueError):
+        except (gexc.NotFound, gexc.PreconditionFailed):
             return busy
-        if not isinstance(held, dict) or held.get("state") == "done":
+        except ValueError:
+            held = None
+        # Only a marker that says so is done. One that cannot be read says neither done nor
+        # when a holder's lease ends: it is taken over like an expired claim, since counting it
+        # done would acknowledge an event never synced, and busy would leave it busy for good
+        # (a second sync of one event is harmless: the document write is idempotent).
+        if not isinstance(held, dict):
+            held = {}
+        if held.get("state") == "done":
             return done
         expires = _parse(held.get("expires_at"))
         if expires is not None and expires > now:

@@ -112,10 +112,11 @@ def test_make_demo_keeps_all_five_integrations_alive() -> None:
         "cegid: the Azure container is empty",
         "cegid: force done: scheduled query TIERS runs next at",
         "== Universign",
-        "universign: webhook HTTP 200 (synced)",
+        "universign: webhook HTTP 202 (queued)",
+        "universign: universign_sync: synced",
         "universign: published to universign-status-changes: transaction tx_",
         "(new) -> SIGNE",
-        "universign: the retry: HTTP 200 (duplicate)",
+        "universign: the retry: HTTP 202 (queued); universign_sync: duplicate",
         "universign: poll run ok",
         "universign: signed document archived once",
         "universign: forged webhook refused: HTTP 401",
@@ -154,7 +155,7 @@ def test_make_demo_keeps_all_five_integrations_alive() -> None:
         [
             *("b24_token_refresh", "hubspot_refresh", "graph_webhook_notify"),
             *("graph_webhook_renew", "cegid_transfer", "cegid_queries"),
-            *("universign_webhook", "universign_poll"),
+            *("universign_webhook", "universign_sync", "universign_poll"),
         ]
     )
 

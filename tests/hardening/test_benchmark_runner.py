@@ -3,6 +3,7 @@ and the static scan behind the cold-import baseline."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,26 @@ def test_a_module_that_fails_is_reported_as_failed() -> None:
     machine = runner.machine()
     text = runner.markdown({"machine": machine, "quick": True, "modules": [result]})
     assert "**failed**" in text and machine["cpu"] in text
+
+
+def test_a_partial_run_keeps_the_other_modules_marked_with_their_own_run(tmp_path: Path) -> None:
+    def module(name: str, value: float) -> dict[str, object]:
+        row = {"figure": "f", "value": value, "verdict": "-"}
+        return {"module": name, "status": "ok", "seconds": 1.0, "rows": [row]}
+
+    previous = tmp_path / "latest.json"
+    old_machine = {"date": "2026-11-22T06:11:00Z", "commit": "b41f6cc"}
+    old = {"machine": old_machine, "quick": False, "modules": [module("a", 1), module("b", 2)]}
+    previous.write_text(json.dumps(old))
+
+    merged = runner.carry_over(previous, [module("b", 3)], quick=False)
+
+    assert [(m["module"], m["rows"][0]["value"]) for m in merged] == [("a", 1), ("b", 3)]
+    assert merged[0]["carried_from"] == old_machine and "carried_from" not in merged[1]
+    text = runner.markdown({"machine": runner.machine(), "quick": False, "modules": merged})
+    assert "`a`: ok in 1.0 s (carried over: measured 2026-11-22T06:11:00Z, commit b41f6cc)" in text
+    # A quick report never lends its rows to a full one.
+    assert runner.carry_over(previous, [module("b", 3)], quick=True) == [module("b", 3)]
 
 
 def test_machine_description_has_what_the_report_promises() -> None:

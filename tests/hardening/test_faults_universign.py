@@ -1,8 +1,12 @@
-"""Universign webhook under faults: Universign API timeouts, 5xx and 429 (with and without
-Retry-After) answered 503 and processed on the redelivery; late and out-of-order events; a
-process killed mid-event (the claim's lease then expires and the redelivery is processed
-once); a holder stalled past its claim's lease while the redelivery took over (it writes
-nothing more); 50 concurrent deliveries of one event (one API call, one status change)."""
+"""Universign webhook and its worker (universign_sync) under faults: Universign API timeouts,
+5xx and 429 (with and without Retry-After) handed back to Pub/Sub and processed on the
+redelivery; late and out-of-order events; a worker killed mid-event (the claim's lease then
+expires and the redelivery is processed once); a holder stalled past its claim's lease while
+the redelivery took over (it writes nothing more); 50 concurrent deliveries of one event (one
+API call, one status change).
+
+In-process scenarios go through ``pipeline_client``: the webhook, then the worker on what it
+queued; it answers 503 when the worker handed the message back for redelivery."""
 
 from __future__ import annotations
 
@@ -15,15 +19,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 
+from devtools import gcp
 from devtools.fakes.universign import TRANSACTION_ROUTE
 from shared import clock
-from tests.hardening.hardening_b24 import wait_for
+from tests.hardening.hardening_b24 import json_lines, wait_for
 from tests.universign_webhook.universign_testkit import (
     Kit,
     load_main,
+    pipeline_client,
     post_event,
+    run_work,
+    unique,
     webhook_client,
 )
 
@@ -31,7 +38,18 @@ LEASE = 30
 
 
 def client_for(kit: Kit, monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
-    return webhook_client(load_main({**kit.env, **env}, monkeypatch))
+    return pipeline_client(load_main({**kit.env, **env}, monkeypatch), kit)
+
+
+def serve_worker(kit: Kit, serve_function: Any, env: dict[str, str]) -> Any:
+    """universign_sync served, pushed every message of the kit's work topic (the kit's own pull
+    subscription keeps a copy for the test)."""
+    worker = serve_function(
+        "universign_webhook", "universign_sync", signature_type="cloudevent", env=env
+    )
+    push = gcp.push_endpoint(worker.url, kit.project, kit.sync_topic)
+    gcp.create_subscription(kit.project, kit.sync_topic, unique("push-sync"), push_url=push)
+    return worker
 
 
 @pytest.mark.parametrize(
@@ -47,7 +65,7 @@ def test_api_errors_answer_503_and_the_redelivery_is_processed(
     event = kit.fake.event(tx)
     kit.fake.inject(TRANSACTION_ROUTE, status, count=2, headers=headers)  # both attempts
     answer = post_event(client, kit.fake, event)
-    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert answer.status_code == 503 and answer.get_json()["result"] == "retry_later"
     assert kit.messages(expect=0, timeout=1) == []
     retry = post_event(client, kit.fake, event)
     assert retry.status_code == 200 and retry.get_json()["result"] == "synced"
@@ -90,27 +108,20 @@ def test_killed_mid_event_then_the_claim_lease_expires(
 ) -> None:
     kit = universign_kit
     env = {**kit.env, "UNIVERSIGN_EVENT_LEASE_SECONDS": str(LEASE)}
-    server = serve_function("universign_webhook", "universign_webhook", env=env)
+    worker = serve_worker(kit, serve_function, env)
+    main = load_main(env, monkeypatch)
     tx = kit.fake.create_transaction(state="completed").id
     event = kit.fake.event(tx)
-    body = kit.fake.encode(event)
-    kit.fake.latency = 10.0  # the process dies while Universign is answering
-
-    def send() -> None:
-        try:
-            kit.fake.deliver(server.url, body, timeout=60)
-        except requests.RequestException:
-            return
-
-    threading.Thread(target=send, daemon=True).start()
+    kit.fake.latency = 10.0  # the worker dies while Universign is answering
+    assert post_event(webhook_client(main), kit.fake, event).status_code == 202
+    (message,) = kit.queued(1)  # the copy Pub/Sub would redeliver
     wait_for(lambda: kit.fake.count(TRANSACTION_ROUTE) >= 1, timeout=60, what="the API call")
-    os.killpg(server.process.pid, signal.SIGKILL)
-    server.process.wait(timeout=10)
+    os.killpg(worker.process.pid, signal.SIGKILL)
+    worker.process.wait(timeout=10)
     kit.fake.latency = 0.0
 
-    client = client_for(kit, monkeypatch, UNIVERSIGN_EVENT_LEASE_SECONDS=str(LEASE))
-    busy = post_event(client, kit.fake, event)
-    assert busy.status_code == 409  # Universign retries later; nothing half-done is used
+    # Redelivered while the dead holder's claim still runs: handed back, nothing half-done used.
+    assert run_work(main, [message]) == ["redeliver"]
     assert kit.messages(expect=0, timeout=1) == []
 
     real_now = clock.now
@@ -119,13 +130,12 @@ def test_killed_mid_event_then_the_claim_lease_expires(
         return real_now() + timedelta(seconds=LEASE + 1)
 
     monkeypatch.setattr(clock, "now", later)
-    client = client_for(kit, monkeypatch, UNIVERSIGN_EVENT_LEASE_SECONDS=str(LEASE))
-    answer = post_event(client, kit.fake, event)
-    assert answer.status_code == 200 and answer.get_json()["result"] == "synced"
+    assert run_work(main, [message]) == ["acked"]
     assert kit.must(tx)["status"] == "SIGNE"
     assert [m["status"] for m in kit.messages(expect=1)] == ["SIGNE"]
-    again = post_event(client, kit.fake, event)
-    assert again.status_code == 200 and again.get_json()["result"] == "duplicate"
+    calls = kit.fake.count(TRANSACTION_ROUTE)
+    assert run_work(main, [message]) == ["acked"]  # a duplicate now
+    assert kit.fake.count(TRANSACTION_ROUTE) == calls
 
 
 def test_a_holder_stalled_past_its_claim_lease_writes_nothing_after_the_takeover(
@@ -133,7 +143,6 @@ def test_a_holder_stalled_past_its_claim_lease_writes_nothing_after_the_takeover
 ) -> None:
     kit = universign_kit
     stalled_main = load_main({**kit.env, "UNIVERSIGN_EVENT_LEASE_SECONDS": str(LEASE)}, monkeypatch)
-    stalled = webhook_client(stalled_main)
     api = stalled_main.clients().api
     lost = [0.0]  # monotonic seconds the stalled holder lost
     monkeypatch.setattr(
@@ -141,6 +150,8 @@ def test_a_holder_stalled_past_its_claim_lease_writes_nothing_after_the_takeover
     )
     tx = kit.fake.create_transaction(state="started").id
     event = kit.fake.event(tx)
+    assert post_event(webhook_client(stalled_main), kit.fake, event).status_code == 202
+    (message,) = kit.queued(1)
     inside, resume = threading.Event(), threading.Event()
     read = api.get_transaction
 
@@ -151,8 +162,8 @@ def test_a_holder_stalled_past_its_claim_lease_writes_nothing_after_the_takeover
         return reading
 
     monkeypatch.setattr(api, "get_transaction", stall)
-    answers: list[Any] = []
-    holder = threading.Thread(target=lambda: answers.append(post_event(stalled, kit.fake, event)))
+    answers: list[str] = []
+    holder = threading.Thread(target=lambda: answers.extend(run_work(stalled_main, [message])))
     holder.start()
     assert inside.wait(timeout=30)
 
@@ -162,20 +173,19 @@ def test_a_holder_stalled_past_its_claim_lease_writes_nothing_after_the_takeover
     real_now = clock.now
     monkeypatch.setattr(clock, "now", lambda: real_now() + timedelta(seconds=LEASE + 1))
     kit.fake.set_state(tx, "completed")
-    takeover = post_event(client_for(kit, monkeypatch), kit.fake, event)
-    assert takeover.status_code == 200 and takeover.get_json()["result"] == "synced"
+    redelivery = load_main(kit.env, monkeypatch)
+    assert run_work(redelivery, [message]) == ["acked"]
 
     resume.set()
     holder.join(timeout=30)
-    (answer,) = answers
-    assert answer.status_code == 503
-    assert answer.get_json() == {"result": "retry_later", "detail": "LeaseLost"}
+    assert answers == ["redeliver"]  # LeaseLost: it wrote nothing after the takeover
     doc = kit.must(tx)
     # Only the redelivery wrote: one sync, and its claim is the one marked done.
     assert doc["status"] == "SIGNE" and doc["sync_attempts"] == 1
     assert [h["source"] for h in doc["history"]] == ["webhook:transaction.lifecycle.started"]
-    again = post_event(client_for(kit, monkeypatch), kit.fake, event)
-    assert again.get_json()["result"] == "duplicate"
+    calls = kit.fake.count(TRANSACTION_ROUTE)
+    assert run_work(redelivery, [message]) == ["acked"]  # a duplicate now
+    assert kit.fake.count(TRANSACTION_ROUTE) == calls
     assert [m["status"] for m in kit.messages(expect=1)] == ["SIGNE"]
 
 
@@ -186,6 +196,7 @@ def test_fifty_concurrent_deliveries_of_one_event(universign_kit: Kit, serve_fun
         serve_function("universign_webhook", "universign_webhook", env={**kit.env, "THREADS": "32"})
         for _ in range(2)
     ]
+    worker = serve_worker(kit, serve_function, {**kit.env, "THREADS": "32"})
     tx = kit.fake.create_transaction(state="completed").id
     body = kit.fake.encode(kit.fake.event(tx))
     signature = kit.fake.key.sign(body)
@@ -199,9 +210,18 @@ def test_fifty_concurrent_deliveries_of_one_event(universign_kit: Kit, serve_fun
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         answers = list(pool.map(one, range(50)))
-    assert all(code in (200, 409) for code, _ in answers), answers
-    results = [result for _, result in answers]
-    assert results.count("synced") == 1
+    assert all(answer == (202, "queued") for answer in answers), answers
+
+    def handled() -> list[str]:
+        lines = json_lines(worker.log_text())
+        return [
+            x["result"] for x in lines if x.get("event") == "sync_message" and not x.get("retry")
+        ]
+
+    # Every copy is acknowledged in the end (those that met the claim held are redelivered).
+    wait_for(lambda: len(handled()) >= 50, timeout=180, what="50 acknowledged work messages")
+    results = handled()
+    assert results.count("synced") == 1 and results.count("duplicate") == 49
     assert kit.fake.count(TRANSACTION_ROUTE) == 1
     assert kit.must(tx)["status"] == "SIGNE"
     assert [m["status"] for m in kit.messages(expect=1)] == ["SIGNE"]

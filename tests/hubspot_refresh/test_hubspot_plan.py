@@ -175,8 +175,10 @@ def test_plan_keeps_the_due_accounts_and_counts_the_rest() -> None:
         Account("2", status_annotations=ok(timedelta(minutes=10))),  # within the margin
         Account("3"),  # never refreshed: expiry unknown
         Account("4", enabled=False),
-        Account("5", status_annotations=backoff),  # pre-check fails: the locked re-read decides
+        # Its version lookup fails: the locked re-read decides.
+        Account("5", status_annotations={**backoff, "refresh-token-version": "1"}),
         Account("6", status_annotations={**backoff, "refresh-token-version": "1"}),
+        Account("7", status_annotations=backoff),  # no version recorded: none to compare
     ]
     store = Store()
     summary = RunSummary("scheduled")
@@ -184,9 +186,10 @@ def test_plan_keeps_the_due_accounts_and_counts_the_rest() -> None:
     due = plan(PlanSettings(), store, accounts, RunRequest(), None, Versions(), summary)
 
     assert [a.account_id for a in due] == ["2", "3", "5"]
-    assert summary.counts == {"skipped_fresh": 1, "disabled": 1, "in_backoff": 1}
-    # A healthy account's version is taken from its status, not looked up.
-    assert "hubspot-1-refresh-token" not in store.asked
+    assert summary.counts == {"skipped_fresh": 1, "disabled": 1, "in_backoff": 2}
+    # A healthy account's version is taken from its status, not looked up; nor is that of an
+    # account whose status records none (a new version could not change its decision).
+    assert store.asked == ["hubspot-6-refresh-token"]  # (5 raised before it was recorded)
 
 
 def test_select_keeps_the_requested_order_and_counts_unknown_accounts(

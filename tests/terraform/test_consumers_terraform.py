@@ -62,10 +62,23 @@ def consumers(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_inventory(with_consumers(tmp_path_factory.mktemp("consumers")))
 
 
+UNIVERSIGN_DEAD_LETTER = "universign-sync-dead-letter"
+UNIVERSIGN_PUSH = "universign-sync-push"
+
+
 def test_no_consumer_by_default() -> None:
     inventory = load_inventory(REPO_ROOT / "terraform")
-    assert inventory["pubsub"]["subscriptions"] == []
-    assert not [t for t in inventory["topics"] if str(t["name"]).endswith("-dead-letter")]
+    # Universign's own work topic is delivered and keeps its dead letters whatever the consumers.
+    own = {UNIVERSIGN_DEAD_LETTER}
+    assert sorted(s["name"] for s in inventory["pubsub"]["subscriptions"]) == [
+        UNIVERSIGN_DEAD_LETTER,
+        UNIVERSIGN_PUSH,
+    ]
+    assert not [
+        t
+        for t in inventory["topics"]
+        if str(t["name"]).endswith("-dead-letter") and t["name"] not in own
+    ]
     assert "keepalive-consumer-push" not in {a["account_id"] for a in inventory["service_accounts"]}
     assert inventory["variables"]["consumers"]["has_default"]
     assert check_consumers(inventory) == []
@@ -81,6 +94,8 @@ def test_every_consumer_agrees_with_what_pubsub_needs(consumers) -> None:
         "nova-graph-dead-letter",
         "odoo-cegid-dead-letter",
         "sage-universign-dead-letter",
+        UNIVERSIGN_DEAD_LETTER,
+        UNIVERSIGN_PUSH,
     }
     assert {subs[n]["topic"] for n in ("nova-graph", "odoo-cegid", "sage-universign")} == set(
         OUTPUT_TOPICS
@@ -98,10 +113,12 @@ def test_every_consumer_agrees_with_what_pubsub_needs(consumers) -> None:
     )
     assert subs["sage-universign"]["push_endpoint"] is None
     # One alert condition for all consumers, split by subscription.
+    # (Universign's own work queue has its alert on the same metric, its own subscription.)
     (policy,) = [
         p
         for p in consumers["alert_policies"]
         if any(DEAD_LETTER_METRIC in str(c["filter"]) for c in p["conditions"])
+        and p["display_name"] == "Consumers: messages dead-lettered"
     ]
     (condition,) = policy["conditions"]
     assert condition["group_by"] == ["resource.label.subscription_id"]

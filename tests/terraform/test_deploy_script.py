@@ -250,6 +250,25 @@ def test_outputs_name_every_scheduler_job_and_only_real_secrets() -> None:
     assert set(values["secrets_to_provide"]) <= secrets
 
 
+def test_terraform_apply_alone_delivers_universign_work_nothing_is_set_afterwards(
+    stubs, tmp_path
+) -> None:
+    """universign_sync's push subscription, backoff and dead letters are Terraform's: with the
+    real outputs, the script configures no subscription, trigger or function after apply (a
+    user who runs only `terraform apply` gets the same)."""
+    values = load_inventory(REPO_ROOT / "terraform")["output_values"]
+    outputs = tmp_path / "real-outputs.json"
+    outputs.write_text(json.dumps({name: {"value": value} for name, value in values.items()}))
+    result = deploy(stubs, "", "--skip-jobs", STUB_OUTPUTS=str(outputs))
+    assert result.returncode == 0, result.stderr
+    touched = [
+        line
+        for line in calls(stubs)
+        if any(word in line for word in ("pubsub", "eventarc", "functions describe"))
+    ]
+    assert touched == []
+
+
 def test_readme_style_usage_is_printed() -> None:
     result = subprocess.run(
         ["bash", str(DEPLOY), "--help"], capture_output=True, text=True, timeout=30, check=False

@@ -185,6 +185,7 @@ ALL_FUNCTIONS = {
     "cegid-queries",
     "universign-webhook",
     "universign-poll",
+    "universign-sync",
 }
 
 

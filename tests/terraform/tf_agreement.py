@@ -106,9 +106,45 @@ def secret_ids(inventory: dict[str, Any]) -> set[str]:
 # --------------------------------------------------------------------------- checks
 
 
+def push_deliveries(inventory: dict[str, Any], function: dict[str, Any]) -> list[dict[str, Any]]:
+    """The push subscriptions that post to ``function``'s URL."""
+    pubsub = inventory.get("pubsub", {})
+    uri = next(
+        (f["uri"] for f in pubsub.get("functions", []) if f["name"] == function["name"]), None
+    )
+    return [s for s in pubsub.get("subscriptions", []) if uri and s["push_endpoint"] == uri]
+
+
+def _push_problems(inventory: dict[str, Any], function: dict[str, Any], where: str) -> list[str]:
+    """A CloudEvent function without an Eventarc trigger is delivered by a push subscription of
+    an existing topic, whose OIDC identity may invoke it (the function is private)."""
+    entry = function["entry_point"]
+    deliveries = push_deliveries(inventory, function)
+    if not deliveries:
+        return [f"{where}: {entry} is a CloudEvent function but has no topic or push subscription"]
+    problems: list[str] = []
+    topics = topic_names(inventory)
+    invokers = {
+        m["member"]
+        for m in inventory["pubsub"]["run_invokers"]
+        if m["service"] == function["name"] and m["role"] == "roles/run.invoker"
+    }
+    for sub in deliveries:
+        if sub["topic"] not in topics:
+            problems.append(
+                f"{where}: push subscription {sub['name']} reads {sub['topic']!r}, not a topic"
+            )
+        if f"serviceAccount:{sub['oidc_service_account']}" not in invokers:
+            problems.append(
+                f"{where}: {sub['name']} pushes as {sub['oidc_service_account']!r}, which may not invoke it"
+            )
+    return problems
+
+
 def check_deployed(inventory: dict[str, Any], folder: FunctionFolder) -> list[str]:
     """A function resource for the folder, one per entry point, each with the trigger its
-    decorator needs: a CloudEvent function a topic that exists, an HTTP function none."""
+    decorator needs: a CloudEvent function a topic that exists (an Eventarc trigger, or a push
+    subscription allowed to invoke it), an HTTP function none."""
     problems: list[str] = []
     deployed = functions_of(inventory, folder)
     if not deployed:
@@ -128,7 +164,7 @@ def check_deployed(inventory: dict[str, Any], folder: FunctionFolder) -> list[st
             continue
         if kind == "cloud_event":
             if function["trigger"] != "topic":
-                problems.append(f"{where}: {entry} is a CloudEvent function but has no topic")
+                problems += _push_problems(inventory, function, where)
             elif function["trigger_topic"] not in topics:
                 problems.append(
                     f"{where}: trigger topic {function['trigger_topic']!r} is not a topic"
@@ -543,6 +579,8 @@ def pubsub_inventory(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "topic_iam": [],
         "subscription_iam": [],
         "service_account_iam": [],
+        "functions": [],
+        "run_invokers": [],
     }
     for _, resource in resources(state["values"]["root_module"]):
         if resource["mode"] != "managed":
@@ -567,6 +605,8 @@ def pubsub_inventory(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                     "dead_letter_topic": short_name(dead.get("dead_letter_topic"), "topics"),
                     "max_delivery_attempts": dead.get("max_delivery_attempts"),
                     "retry": (retry.get("minimum_backoff"), retry.get("maximum_backoff")),
+                    "ack_deadline_seconds": v.get("ack_deadline_seconds"),
+                    "retention": v.get("message_retention_duration"),
                     # None: no block, so Pub/Sub deletes the subscription after 31 idle days.
                     "ttl": first(expiration).get("ttl") if expiration else None,
                 }
@@ -580,6 +620,15 @@ def pubsub_inventory(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             found["subscription_iam"].append(
                 {"subscription": short_name(v.get("subscription"), "subscriptions"),
                  "role": v.get("role"), "member": v.get("member")}
+            )  # fmt: skip
+        elif rtype == "google_cloudfunctions2_function":
+            found["functions"].append(
+                {"name": v.get("name"), "uri": first(v.get("service_config")).get("uri")}
+            )  # fmt: skip
+        elif rtype == "google_cloud_run_service_iam_member":
+            found["run_invokers"].append(
+                {"service": str(v.get("service")).split("/")[-1], "role": v.get("role"),
+                 "member": v.get("member")}
             )  # fmt: skip
         elif rtype == "google_service_account_iam_member":
             found["service_account_iam"].append(
@@ -597,7 +646,8 @@ def _agent_has(bindings: list[dict[str, Any]], key: str, name: str, role: str) -
 
 
 def check_consumers(inventory: dict[str, Any]) -> list[str]:
-    """Every subscription reads a topic that exists. Every consumer of an output topic has a
+    """Every subscription reads a topic that exists. Every consumer of an output topic, and
+    every subscription that pushes work to one of the functions, has a
     retry policy, never expires, and dead-letters to a topic that exists and that a
     subscription keeps; the Pub/Sub service agent may publish there and acknowledge on the
     consumer's subscription (else dead-lettering silently does not happen); a push consumer
@@ -608,6 +658,7 @@ def check_consumers(inventory: dict[str, Any]) -> list[str]:
     topics = topic_names(inventory)
     accounts = {a["account_id"] for a in inventory["service_accounts"]}
     read_topics = {s["topic"] for s in pubsub["subscriptions"]}
+    function_uris = {f["uri"] for f in pubsub["functions"] if f["uri"]}
     watched = " ".join(
         str(c.get("filter"))
         for policy in inventory["alert_policies"]
@@ -618,7 +669,7 @@ def check_consumers(inventory: dict[str, Any]) -> list[str]:
         where = f"{sub['address']} ({sub['name']})"
         if sub["topic"] not in topics:
             problems.append(f"{where}: topic {sub['topic']!r} is not a topic")
-        if sub["topic"] not in OUTPUT_TOPICS:
+        if sub["topic"] not in OUTPUT_TOPICS and sub["push_endpoint"] not in function_uris:
             continue
         if None in sub["retry"]:
             problems.append(f"{where}: no retry policy")

@@ -22,6 +22,7 @@ from tests.universign_webhook.universign_testkit import (  # noqa: F401 - fixtur
     fake_fixture,
     kit_fixture,
     load_main,
+    pipeline_client,
     webhook_client,
 )
 
@@ -36,6 +37,12 @@ def main(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 @pytest.fixture
 def client(main: ModuleType) -> Any:
     return webhook_client(main)
+
+
+@pytest.fixture
+def pipeline(main: ModuleType, kit: Kit) -> Any:
+    """Deliveries through the webhook and then universign_sync (universign_testkit)."""
+    return pipeline_client(main, kit)
 
 
 @pytest.fixture

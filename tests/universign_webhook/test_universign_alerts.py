@@ -32,7 +32,13 @@ def test_a_refused_key_asks_for_a_new_key(caplog: pytest.LogCaptureFixture) -> N
         "provider": "universign",
         "error_code": "http_401",
     }
-    assert "universign-api-key" in record.getMessage()
+    message = record.getMessage()
+    assert "universign-api-key" in message
+    # The webhook answers once the event is queued: Pub/Sub, not Universign, redelivers it to
+    # the worker, and what it gave up on waits in the dead-letter subscription.
+    assert "Universign redelivers" not in message
+    assert "Pub/Sub redelivers the queued webhook events" in message
+    assert "universign-sync-dead-letter" in message
 
 
 @pytest.mark.parametrize(

@@ -12,15 +12,15 @@ from devtools.fakes.universign import DOWNLOAD_ROUTE
 from tests.universign_webhook.universign_testkit import Kit, deliver
 
 
-def test_signed_documents_are_archived_once(kit: Kit, client: Any) -> None:
+def test_signed_documents_are_archived_once(kit: Kit, pipeline: Any) -> None:
     tx = kit.fake.create_transaction(
         state="started",
         documents={"contrat.pdf": b"%PDF contract", "annexe/1.pdf": b"%PDF annex"},
     ).id
-    assert deliver(client, kit, tx).status_code == 200
+    assert deliver(pipeline, kit, tx).status_code == 200
     assert kit.archived(tx) == {}
     kit.fake.set_state(tx, "completed")
-    assert deliver(client, kit, tx).status_code == 200
+    assert deliver(pipeline, kit, tx).status_code == 200
     archived = kit.archived(tx)
     assert sorted(archived) == ["annexe_1.pdf", "contrat.pdf"]
     assert archived["contrat.pdf"].download_as_bytes() == b"%PDF contract"
@@ -30,15 +30,15 @@ def test_signed_documents_are_archived_once(kit: Kit, client: Any) -> None:
     assert kit.fake.downloads == 2
     kit.fake.set_state(tx, "archived")
     for _ in range(2):
-        assert deliver(client, kit, tx).status_code == 200
+        assert deliver(pipeline, kit, tx).status_code == 200
     assert kit.fake.downloads == 2
     assert {n: b.generation for n, b in kit.archived(tx).items()} == generations
 
 
-def test_archive_failure_is_retried_by_the_poll(kit: Kit, client: Any, main: Any) -> None:
+def test_archive_failure_is_retried_by_the_poll(kit: Kit, pipeline: Any, main: Any) -> None:
     tx = kit.fake.create_transaction(state="completed").id
     kit.fake.inject(DOWNLOAD_ROUTE, 503, count=2)
-    assert deliver(client, kit, tx).status_code == 200
+    assert deliver(pipeline, kit, tx).status_code == 200
     doc = kit.doc(tx)
     assert doc is not None and doc["status"] == "SIGNE" and doc["archive"]["status"] == "pending"
     assert kit.archived(tx) == {}

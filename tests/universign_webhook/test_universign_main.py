@@ -6,23 +6,27 @@ entry points is replaced."""
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
+from universign_delivery import WorkOutcome
 from universign_plan import Reply
 
 from devtools.fakes.universign import UniversignFake
 from tests.universign_webhook.universign_testkit import (
     POLL,
+    SYNC,
     WEBHOOK,
     env_without_stack,
     load_main,
     logged,
     monitored,
     webhook_client,
+    work_event,
 )
 
 # A refused request is counted by reason; it is never a run, failed or not. No alert reads
@@ -46,6 +50,11 @@ def bare(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch, entry_point: str
 @pytest.fixture
 def bare_main(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return bare(fake, monkeypatch, WEBHOOK)
+
+
+@pytest.fixture
+def bare_sync(fake: UniversignFake, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return bare(fake, monkeypatch, SYNC)
 
 
 @pytest.fixture
@@ -126,3 +135,73 @@ def test_the_poll_ignores_any_other_message(
 ) -> None:
     monkeypatch.setattr(bare_poll, "run_poll", lambda *_a, **_k: pytest.fail("no poll expected"))
     bare_poll.universign_poll(trigger(data))  # acknowledged, never raised
+
+
+WORK = json.dumps(
+    {
+        "event_id": "evt_1",
+        "event_type": "transaction.lifecycle.completed",
+        "transaction_id": "tx_1",
+        "refusal": None,
+        "received_at": "2026-01-01T00:00:00.000Z",
+    }
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "severity"),
+    [
+        (WorkOutcome("synced", fields={"transaction_id": "tx_1"}), "INFO"),
+        (WorkOutcome("duplicate", fields={"transaction_id": "tx_1"}), "INFO"),
+        (WorkOutcome("retry_later", True, "ProviderError", {"transaction_id": "tx_1"}), "WARNING"),
+    ],
+)
+def test_the_worker_writes_one_line_per_message_and_raises_to_be_redelivered(
+    bare_sync: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    outcome: WorkOutcome,
+    severity: str,
+) -> None:
+    monkeypatch.setattr(bare_sync, "clients", lambda: "the clients")
+    seen: list[Any] = []
+
+    def process(settings: Any, clients: Any, event: Any, *, deadline: float) -> WorkOutcome:
+        seen.append((settings, clients, event.event_id, event.transaction_id))
+        return outcome
+
+    monkeypatch.setattr(bare_sync, "process_work", process)
+    if outcome.retry:
+        with pytest.raises(bare_sync.Redeliver, match="retry_later"):
+            bare_sync.universign_sync(work_event(WORK))
+    else:
+        bare_sync.universign_sync(work_event(WORK))  # returns: acknowledged
+    assert seen == [(bare_sync.SETTINGS, "the clients", "evt_1", "tx_1")]
+    out = capsys.readouterr().out
+    (line,) = logged(out, "sync_message")
+    assert (line["result"], line["retry"], line["severity"]) == (
+        outcome.result,
+        outcome.retry,
+        severity,
+    )
+    assert line["entry_point"] == "universign_sync" and line["transaction_id"] == "tx_1"
+    assert line["queued_seconds"] > 0  # received long ago: the queue's delay is reported
+    assert logged(out, "run_summary") == [] and logged(out, "webhook_request") == []
+
+
+def test_an_unforeseen_worker_failure_is_logged_and_redelivered(
+    bare_sync: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Never an acknowledged, unsynced event: the failure propagates (Pub/Sub redelivers,
+    then dead-letters) and still writes the message's line."""
+    monkeypatch.setattr(bare_sync, "clients", lambda: "the clients")
+
+    def process(*_args: Any, **_kwargs: Any) -> WorkOutcome:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(bare_sync, "process_work", process)
+    with pytest.raises(RuntimeError, match="a bug"):
+        bare_sync.universign_sync(work_event(WORK))
+    (line,) = logged(capsys.readouterr().out, "sync_message")
+    assert (line["result"], line["retry"], line["severity"]) == ("internal_error", True, "WARNING")
+    assert line["event_id"] == "evt_1" and line["transaction_id"] == "tx_1"

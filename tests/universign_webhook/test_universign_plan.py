@@ -17,6 +17,7 @@ from universign_plan import (
     finish_document,
     index_of,
     parse_event,
+    parse_work_message,
     publish_now,
     refuse_media_type,
     refuse_method,
@@ -24,9 +25,12 @@ from universign_plan import (
     second_write_needed,
     signature_from,
     token_matches,
+    work_message,
 )
 from universign_state import new_document
 from werkzeug.datastructures import Headers
+
+from shared.events import BadMessage
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 TX = "tx_0123456789"
@@ -332,3 +336,74 @@ def test_finish_on_a_vanished_document_writes_nothing() -> None:
         None,
         None,
     )
+
+
+# --- the work message ----------------------------------------------------------------------------
+
+
+def test_a_work_message_carries_the_event_facts_and_reads_back_the_same() -> None:
+    body = json.dumps(
+        {
+            "id": "evt_stall1",
+            "type": "action.stalled",
+            "payload": {
+                "object": {"id": TX, "reason": "signature_refusal", "email": "a@example.com"}
+            },
+        }
+    ).encode()
+    event = parse_event(json.loads(body), body)
+    received = NOW + timedelta(microseconds=123_456)
+    message = work_message(event, received)
+    assert message == {
+        "event_id": "evt_stall1",
+        "event_type": "action.stalled",
+        "transaction_id": TX,
+        "refusal": {
+            "reason": "signature_refusal",
+            "participant": "a@example.com",
+            "event": "evt_stall1",
+        },
+        "received_at": "2026-11-22T03:00:00.123+00:00",
+    }
+    # Through JSON, as Pub/Sub carries it.
+    item = parse_work_message(json.loads(json.dumps(message)))
+    assert item.event == event
+    assert item.received_at == NOW + timedelta(milliseconds=123)
+
+
+GOOD = {
+    "event_id": "evt_1",
+    "event_type": "transaction.lifecycle.completed",
+    "transaction_id": TX,
+    "refusal": None,
+    "received_at": "2026-11-22T03:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"api_key": "k"}, "unknown fields"),
+        ({"event_id": None}, "event_id"),
+        ({"event_id": "evt_1\n"}, "event_id"),
+        ({"event_id": "../evt"}, "event_id"),
+        ({"transaction_id": 12}, "transaction_id"),
+        ({"transaction_id": "tx/../x"}, "transaction_id"),
+        ({"event_type": ["x"]}, "event_type"),
+        ({"event_type": "x" * 101}, "event_type"),
+        ({"received_at": "yesterday"}, "received_at"),
+        ({"received_at": None}, "received_at"),
+        ({"refusal": "refused"}, "refusal"),
+        ({"refusal": {"reason": "bored", "participant": "p", "event": "e"}}, "refusal"),
+        ({"refusal": {"reason": "signature_refusal", "participant": ""}}, "refusal"),
+    ],
+)
+def test_a_work_message_is_parsed_strictly(change: dict[str, Any], why: str) -> None:
+    with pytest.raises(BadMessage, match=why):
+        parse_work_message({**GOOD, **change})
+
+
+def test_a_work_message_missing_a_field_is_refused() -> None:
+    for name in GOOD:
+        with pytest.raises(BadMessage):
+            parse_work_message({k: v for k, v in GOOD.items() if k != name})

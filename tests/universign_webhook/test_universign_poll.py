@@ -24,8 +24,8 @@ from tests.universign_webhook.universign_testkit import (
     load_main,
     make_kit,
     monitored,
+    pipeline_client,
     summaries,
-    webhook_client,
 )
 
 # What one poll run's run_summary feeds (keepalive_secret_reads takes its secret_reads as one
@@ -44,8 +44,9 @@ def main(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 @pytest.fixture
 def client(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Another instance, served as universign_webhook, takes the deliveries."""
-    return webhook_client(load_main(kit.env, monkeypatch))
+    """Another instance, served as universign_webhook, takes the deliveries (and runs the
+    worker on what it queues)."""
+    return pipeline_client(load_main(kit.env, monkeypatch), kit)
 
 
 def reported(out: str) -> list[tuple[str, int]]:

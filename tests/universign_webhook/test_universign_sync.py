@@ -31,11 +31,11 @@ from tests.universign_webhook.universign_testkit import Kit, deliver, post_event
         (["started", "archived"], ["EN_COURS", "SIGNE"]),
     ],
 )
-def test_state_paths(kit: Kit, client: Any, path: list[str], statuses: list[str]) -> None:
+def test_state_paths(kit: Kit, pipeline: Any, path: list[str], statuses: list[str]) -> None:
     tx = kit.fake.create_transaction(state=path[0]).id
     for state in path:
         kit.fake.set_state(tx, state)
-        answer = deliver(client, kit, tx)
+        answer = deliver(pipeline, kit, tx)
         assert answer.status_code == 200, answer.get_data(as_text=True)
     doc = kit.doc(tx)
     assert doc is not None
@@ -51,60 +51,60 @@ def test_state_paths(kit: Kit, client: Any, path: list[str], statuses: list[str]
     assert len(doc["history"]) == len(path)
 
 
-def test_refusal_from_participant_data(kit: Kit, client: Any) -> None:
+def test_refusal_from_participant_data(kit: Kit, pipeline: Any) -> None:
     tx = kit.fake.create_transaction(state="started").id
-    assert deliver(client, kit, tx).status_code == 200
+    assert deliver(pipeline, kit, tx).status_code == 200
     kit.fake.refuse(tx, "signature_refusal")
     # A lifecycle-free event (opened) still makes us read the participants.
-    assert deliver(client, kit, tx, "action.opened").status_code == 200
+    assert deliver(pipeline, kit, tx, "action.opened").status_code == 200
     doc = kit.doc(tx)
     assert doc is not None and doc["status"] == "REFUSE" and doc["refused_at"]
     assert doc["refusal"]["reason"] == "signature_refusal"
     assert [s["state"] for s in doc["signers"]] == ["refused"]
     kit.fake.set_state(tx, "cancelled")  # the requester cancels afterwards
-    assert deliver(client, kit, tx).status_code == 200
+    assert deliver(pipeline, kit, tx).status_code == 200
     assert kit.must(tx)["status"] == "REFUSE"
     assert [m["status"] for m in kit.messages(2)] == ["EN_COURS", "REFUSE"]
 
 
-def test_refusal_from_an_action_stalled_event(kit: Kit, client: Any) -> None:
+def test_refusal_from_an_action_stalled_event(kit: Kit, pipeline: Any) -> None:
     tx = kit.fake.create_transaction(state="started").id
-    answer = deliver(client, kit, tx, "action.stalled", reason="consultation_refusal")
+    answer = deliver(pipeline, kit, tx, "action.stalled", reason="consultation_refusal")
     assert answer.status_code == 200
     doc = kit.doc(tx)
     assert doc is not None and doc["status"] == "REFUSE"
     assert doc["refusal"]["reason"] == "consultation_refusal"
 
 
-def test_a_stall_that_is_not_a_refusal_changes_nothing(kit: Kit, client: Any) -> None:
+def test_a_stall_that_is_not_a_refusal_changes_nothing(kit: Kit, pipeline: Any) -> None:
     tx = kit.fake.create_transaction(state="started").id
-    assert deliver(client, kit, tx, "action.stalled", reason="waiting_period").status_code == 200
+    assert deliver(pipeline, kit, tx, "action.stalled", reason="waiting_period").status_code == 200
     assert kit.must(tx)["status"] == "EN_COURS"
 
 
-def test_payload_state_is_never_trusted(kit: Kit, client: Any) -> None:
+def test_payload_state_is_never_trusted(kit: Kit, pipeline: Any) -> None:
     tx = kit.fake.create_transaction(state="started").id
     event = kit.fake.event(tx)
     event["payload"]["object"]["state"] = "completed"  # signed, but the API says started
     event["type"] = "transaction.lifecycle.completed"
-    assert post_event(client, kit.fake, event).status_code == 200
+    assert post_event(pipeline, kit.fake, event).status_code == 200
     assert kit.must(tx)["status"] == "EN_COURS"
     assert kit.fake.count(TRANSACTION_ROUTE) == 1
 
 
-def test_final_status_never_regresses_even_if_the_api_says_so(kit: Kit, client: Any) -> None:
+def test_final_status_never_regresses_even_if_the_api_says_so(kit: Kit, pipeline: Any) -> None:
     tx = kit.fake.create_transaction(state="completed").id
-    assert deliver(client, kit, tx).status_code == 200
+    assert deliver(pipeline, kit, tx).status_code == 200
     kit.fake.set_state(tx, "started")  # nonsense, but the function must hold its ground
-    assert deliver(client, kit, tx).status_code == 200
+    assert deliver(pipeline, kit, tx).status_code == 200
     assert kit.must(tx)["status"] == "SIGNE"
     assert [m["status"] for m in kit.messages(1)] == ["SIGNE"]
 
 
-def test_unknown_transaction_is_not_tracked(kit: Kit, client: Any) -> None:
+def test_unknown_transaction_is_not_tracked(kit: Kit, pipeline: Any) -> None:
     event = {"object": "event", "id": "evt_ghost", "type": "transaction.lifecycle.started",
              "payload": {"object": {"object": "transaction", "id": "tx_ghost"}}}  # fmt: skip
-    answer = post_event(client, kit.fake, event)
+    answer = post_event(pipeline, kit.fake, event)
     assert answer.status_code == 200 and answer.get_json()["result"] == "untracked"
     assert kit.doc("tx_ghost") is None
     assert kit.names("universign/index/") == []
@@ -114,7 +114,7 @@ def test_unknown_transaction_is_not_tracked(kit: Kit, client: Any) -> None:
 
 
 def test_webhook_and_poll_racing_on_one_transaction(
-    kit: Kit, client: Any, main: Any, monkeypatch: pytest.MonkeyPatch
+    kit: Kit, pipeline: Any, main: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tx = kit.fake.create_transaction(state="started", documents={"c.pdf": b"%PDF c"}).id
     sync_transaction(main.SETTINGS, main.clients(), tx, source="test")
@@ -162,7 +162,7 @@ def test_webhook_and_poll_racing_on_one_transaction(
 
     def webhook() -> None:
         barrier.wait()
-        answers["webhook"] = post_event(client, kit.fake, event).status_code
+        answers["webhook"] = post_event(pipeline, kit.fake, event).status_code
 
     def poll() -> None:
         barrier.wait()

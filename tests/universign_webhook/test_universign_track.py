@@ -30,9 +30,9 @@ from tests.universign_webhook.universign_testkit import (
     logged,
     make_kit,
     monitored,
+    pipeline_client,
     post_event,
     summaries,
-    webhook_client,
 )
 
 EXTERNAL = {"EN_COURS": "1", "SIGNE": "2", "REFUSE": "3"}
@@ -269,10 +269,10 @@ def test_a_bad_external_status_map_stops_the_function_naming_it(
 
 
 def test_the_flat_shape_of_seed_004_is_synced(
-    kit: Kit, client: Any, capsys: pytest.CaptureFixture[str]
+    kit: Kit, pipeline: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tx = kit.fake.create_transaction(state="started").id
-    answer = post_event(client, kit.fake, {"event": "signer.signed", "transaction_id": tx})
+    answer = post_event(pipeline, kit.fake, {"event": "signer.signed", "transaction_id": tx})
     assert answer.status_code == 200 and answer.get_json()["result"] == "synced"
     assert kit.must(tx)["status"] == "EN_COURS"
     assert kit.must(tx)["history"][-1]["source"] == "webhook:signer.signed"
@@ -313,7 +313,7 @@ def test_the_webhook_instance_serves_the_flat_shape_too(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The flat shape's event id is the body's hash: the same delivery twice syncs once."""
-    client = webhook_client(load_main(kit.env, monkeypatch))
+    client = pipeline_client(load_main(kit.env, monkeypatch), kit)
     tx = kit.fake.create_transaction(state="started").id
     body = kit.fake.encode({"event": "transaction.completed", "transaction_id": tx})
     assert post_event(client, kit.fake, body).get_json()["result"] == "synced"

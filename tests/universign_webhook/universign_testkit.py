@@ -7,13 +7,15 @@ other integrations' helpers.
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,6 +24,7 @@ import flask
 import function_loading
 import pytest
 from alerting import alerts, feeds
+from cloudevents.http import CloudEvent
 
 from devtools import gcp
 from devtools.fakes.universign import UniversignFake
@@ -30,9 +33,9 @@ from shared.secrets import SecretStore
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER = REPO / "functions" / "universign_webhook"
-# The two entry points; monitored() files a line under the Cloud Run service deploying it.
-WEBHOOK, POLL = "universign_webhook", "universign_poll"
-SIGNATURE_TYPES = {WEBHOOK: "http", POLL: "cloudevent"}
+# The entry points; monitored() files a line under the Cloud Run service deploying it.
+WEBHOOK, POLL, SYNC = "universign_webhook", "universign_poll", "universign_sync"
+SIGNATURE_TYPES = {WEBHOOK: "http", POLL: "cloudevent", SYNC: "cloudevent"}
 
 
 def unique(prefix: str) -> str:
@@ -47,6 +50,9 @@ class Kit:
     state: Any  # google.cloud.storage.Bucket
     archive: Any
     subscription: str
+    # The work topic the webhook publishes to, and a pull subscription on it for the tests.
+    sync_topic: str = ""
+    sync_subscription: str = ""
     received: list[dict[str, Any]] = field(default_factory=list)
 
     def doc(self, transaction_id: str) -> dict[str, Any] | None:
@@ -101,6 +107,45 @@ class Kit:
         for m in response.received_messages:
             self.received.append(json.loads(m.message.data))
 
+    def queued(self, expect: int = 1, timeout: float = 10.0) -> list[Any]:
+        """The work messages the webhook published (PubsubMessage), acknowledged: waits until
+        ``expect`` arrived, then takes any extra already there."""
+        found: list[Any] = []
+        subscriber = gcp.subscriber()
+        try:
+            deadline = time.monotonic() + timeout
+            immediate = False
+            while True:
+                try:
+                    response = subscriber.pull(
+                        request={
+                            "subscription": self.sync_subscription,
+                            "max_messages": 100,
+                            "return_immediately": immediate,
+                        },
+                        timeout=3 if immediate else 5,
+                    )
+                    received = list(response.received_messages)
+                except Exception:  # noqa: BLE001 - a pull timeout just means nothing yet
+                    received = []
+                if received:
+                    subscriber.acknowledge(
+                        request={
+                            "subscription": self.sync_subscription,
+                            "ack_ids": [m.ack_id for m in received],
+                        }
+                    )
+                found.extend(m.message for m in received)
+                if len(found) >= expect:
+                    if immediate and not received:
+                        break
+                    immediate = True
+                elif time.monotonic() >= deadline:
+                    break
+        finally:
+            subscriber.close()
+        return found
+
 
 def make_kit(stack: Stack, fake: UniversignFake, **extra: str) -> Kit:
     project = stack.project
@@ -114,6 +159,9 @@ def make_kit(stack: Stack, fake: UniversignFake, **extra: str) -> Kit:
     topic = unique("universign-status")
     gcp.create_topic(project, topic)
     subscription = gcp.create_subscription(project, topic, unique("sub"))
+    sync_topic = unique("universign-sync")
+    gcp.create_topic(project, sync_topic)
+    sync_subscription = gcp.create_subscription(project, sync_topic, unique("sync-sub"))
     env = {
         **stack.env(),
         "STATE_BUCKET": state_name,
@@ -121,10 +169,11 @@ def make_kit(stack: Stack, fake: UniversignFake, **extra: str) -> Kit:
         "UNIVERSIGN_API_URL": fake.url,
         "UNIVERSIGN_API_KEY_SECRET": key_secret,
         "UNIVERSIGN_STATUS_TOPIC": topic,
+        "UNIVERSIGN_SYNC_TOPIC": sync_topic,
         "HTTP_ATTEMPTS": "2",
         **extra,
     }
-    return Kit(fake, env, project, state, archive, subscription)
+    return Kit(fake, env, project, state, archive, subscription, sync_topic, sync_subscription)
 
 
 @pytest.fixture(name="fake")
@@ -168,6 +217,44 @@ def webhook_client(module: ModuleType) -> Any:
     return app.test_client()
 
 
+class _WorkResults(logging.Handler):
+    """Collects the ``result`` of each sync_message line the worker writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "json_fields", {}) or {}
+        if fields.get("event") == "sync_message":
+            self.results.append(str(fields["result"]))
+
+
+def pipeline_client(module: ModuleType, kit: Kit) -> Any:
+    """A Flask test client for the whole path a delivery takes: the webhook, then (when it
+    queued the event) universign_sync on the work message, as Pub/Sub would deliver it. It
+    answers the worker's result: 200 when the message was acknowledged, 503 when it was handed
+    back for redelivery; the webhook's own answer when it queued nothing. For tests about what
+    a sync does, not about the webhook's answer (test_universign_delivery has those)."""
+    app = flask.Flask(f"pipeline-{module.__name__}")
+
+    def view() -> Any:
+        answer = module.universign_webhook(flask.request)
+        if answer.status_code != 202:
+            return answer
+        handler = _WorkResults()
+        module.log.addHandler(handler)
+        try:
+            outcomes = run_work(module, kit.queued(1))
+        finally:
+            module.log.removeHandler(handler)
+        status = 200 if outcomes == ["acked"] else 503
+        return flask.jsonify({"result": ",".join(handler.results)}), status
+
+    app.add_url_rule("/", "pipeline", view, methods=["GET", "POST", "PUT"])
+    return app.test_client()
+
+
 def deliver(client: Any, kit: Kit, tx: str, event_type: str | None = None, **kw: Any) -> Any:
     """A signed event about ``tx`` from the fake, posted to the webhook."""
     return post_event(client, kit.fake, kit.fake.event(tx, event_type, **kw))
@@ -179,6 +266,66 @@ def post_event(client: Any, fake: UniversignFake, event: dict[str, Any] | bytes,
     signature = kw.pop("signature", None)
     headers["X-JWS-Signature"] = signature if signature is not None else fake.key.sign(body)
     return client.post("/" + kw.pop("query", ""), data=body, headers=headers)
+
+
+def work_event(
+    data: bytes,
+    *,
+    message_id: str = "m-work-1",
+    published: datetime | None = None,
+    attributes: dict[str, str] | None = None,
+) -> CloudEvent:
+    """A work message as Eventarc delivers it to universign_sync."""
+    when = (published or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    message: dict[str, Any] = {
+        "data": base64.b64encode(data).decode("ascii"),
+        "messageId": message_id,
+        "publishTime": when,
+        "attributes": attributes or {},
+    }
+    event_attributes = {
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "source": "//pubsub.googleapis.com/projects/p/topics/universign-sync",
+        "id": message_id,
+        "time": when,
+    }
+    return CloudEvent(event_attributes, {"message": message})
+
+
+def as_work_event(message: Any, *, published: datetime | None = None) -> CloudEvent:
+    """A PubsubMessage pulled from the work subscription (Kit.queued) as Eventarc's CloudEvent;
+    ``published`` overrides its publish time (an old redelivery)."""
+    when = published or message.publish_time
+    return work_event(
+        bytes(message.data),
+        message_id=message.message_id,
+        published=when,
+        attributes=dict(message.attributes),
+    )
+
+
+def run_work(module: ModuleType, messages: list[Any]) -> list[str]:
+    """Hand each work message to ``module.universign_sync`` as Pub/Sub would: ``acked`` when it
+    returned, else the redelivery it asked for (``redeliver``)."""
+    outcomes: list[str] = []
+    for message in messages:
+        try:
+            module.universign_sync(as_work_event(message))
+        except module.Redeliver:
+            outcomes.append("redeliver")
+        else:
+            outcomes.append("acked")
+    return outcomes
+
+
+def deliver_and_work(
+    client: Any, module: ModuleType, kit: Kit, event: dict[str, Any] | bytes, **kw: Any
+) -> tuple[Any, list[str]]:
+    """Post a signed event to the webhook, then run the worker on what it queued: the webhook's
+    answer and the worker's outcomes (none when nothing was queued)."""
+    answer = post_event(client, kit.fake, event, **kw)
+    queued = kit.queued(1) if answer.status_code == 202 else []
+    return answer, run_work(module, queued)
 
 
 def env_without_stack(fake: UniversignFake) -> dict[str, str]:

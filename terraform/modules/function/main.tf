@@ -114,3 +114,13 @@ resource "google_cloud_run_service_iam_member" "public_invoker" {
   role     = "roles/run.invoker"
   member   = "allUsers"
 }
+
+# Keyed by names known at plan: the emails are often of accounts created in the same apply.
+resource "google_cloud_run_service_iam_member" "invoker" {
+  for_each = var.invokers
+  project  = var.project
+  location = var.region
+  service  = google_cloudfunctions2_function.this.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${each.value}"
+}

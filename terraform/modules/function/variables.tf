@@ -102,3 +102,9 @@ variable "labels" {
   description = "Labels on the function."
   default     = {}
 }
+
+variable "invokers" {
+  type        = map(string)
+  description = "Service accounts, by a key known at plan, allowed to invoke this function besides its Eventarc trigger: the OIDC identity of a Pub/Sub push subscription that delivers to function_uri."
+  default     = {}
+}
